@@ -1,0 +1,59 @@
+"""Start the PoseMoE lifting node: `ros2 launch posemoe_ros lift.launch.py [arg:=value ...]`.
+
+`ros2 launch posemoe_ros lift.launch.py --show-args` lists the arguments.
+"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = Path(get_package_share_directory("posemoe_ros"))
+    arg = LaunchConfiguration
+    args = [
+        DeclareLaunchArgument("config", default_value=str(share / "config" / "lift.yaml"),
+                              description="Parameter file for the lift node"),
+        DeclareLaunchArgument("weights", default_value="",
+                              description="PoseMoE safetensors file; empty = the shipped default"),
+        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda"),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics"),
+        DeclareLaunchArgument("keypoints_topic", default_value="keypoints_2d",
+                              description="Input posemoe_ros/Skeleton2DArray topic"),
+        DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
+                              description="Input sensor_msgs/CameraInfo topic"),
+        DeclareLaunchArgument("image_topic", default_value="image",
+                              description="Optional input image, for the debug overlay"),
+        DeclareLaunchArgument("depth_topic", default_value="depth",
+                              description="Optional aligned depth image (16UC1 mm or 32FC1 m)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
+        DeclareLaunchArgument("rviz", default_value="false", description="Open RViz with the skeleton displays"),
+    ]
+    lift = Node(
+        package="posemoe_ros",
+        executable="lift_node",
+        name="posemoe_lift",
+        namespace=arg("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[arg("config"), {"weights": arg("weights"), "device": arg("device")}],
+        remappings=[
+            ("keypoints_2d", arg("keypoints_topic")),
+            ("camera_info", arg("camera_info_topic")),
+            ("image", arg("image_topic")),
+            ("depth", arg("depth_topic")),
+        ],
+        arguments=["--ros-args", "--log-level", arg("log_level")],
+    )
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="posemoe_rviz",
+        arguments=["-d", str(share / "config" / "posemoe.rviz")],
+        condition=IfCondition(arg("rviz")),
+    )
+    return LaunchDescription(args + [lift, rviz])

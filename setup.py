@@ -1,0 +1,13 @@
+"""ROS-free install of the core (model, data, training) for training machines: `pip install .`.
+
+ROS users build with colcon, which follows package.xml (ament_cmake) and CMakeLists.txt; both
+paths read the package metadata and console scripts from setup.cfg.
+"""
+from setuptools import setup
+
+setup(
+    install_requires=[
+        "torch", "numpy", "scipy", "safetensors", "opencv-python-headless", "pyyaml", "tqdm",
+        "matplotlib",
+    ],
+)
