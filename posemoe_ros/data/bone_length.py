@@ -1,0 +1,81 @@
+"""Bone-length augmentation: new body proportions with the same motion (bone directions kept).
+
+The Bandai clips share one skeleton, so without this the model would learn one body. Per sequence we
+draw a body height (1.5-2.0 m), a per-bone factor (about +-10 %, the same for a left bone and its right
+twin) and a hip width, then rebuild the joints by forward kinematics over skeleton.PARENTS.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from posemoe_ros.skeleton import FLIP_PERMUTATION, NUM_JOINTS, PARENTS
+
+ANKLE_TO_SOLE = 0.06     # floor to ankle joint, m
+STATURE_PER_HEAD = 1.07  # the mocap "head" joint sits at about 93 % of a person's stature
+_LEGS = ((3, 2, 1), (6, 5, 4))       # ankle -> knee -> hip, per side
+_TRUNK = (7, 8, 9, 10)               # spine, thorax, neck_nose, head: pelvis up to the head top
+_HIPS = (1, 4)
+
+
+@dataclass
+class BoneConfig:
+    height_range: tuple[float, float] = (1.5, 2.0)  # standing height, m
+    bone_variation: float = 0.10                    # per-bone factor in 1 +- this
+    hip_width_range: tuple[float, float] = (0.04, 0.09)  # pelvis-to-hip / stature (Bandai 0.045, CMU 0.085)
+
+
+def bone_lengths(joints: np.ndarray) -> np.ndarray:
+    """(..., 17) length of the bone ending at each joint (0 for the root)."""
+    parents = np.array([max(p, 0) for p in PARENTS])
+    return np.linalg.norm(joints - joints[..., parents, :], axis=-1)
+
+
+def _chain(lengths: np.ndarray) -> np.ndarray:
+    """Ankle -> knee -> hip (mean of both legs) plus pelvis -> spine -> thorax -> neck -> head."""
+    leg = np.mean([lengths[..., a] + lengths[..., k] for a, k, _ in _LEGS], axis=0)
+    return leg + lengths[..., list(_TRUNK)].sum(-1)
+
+
+def standing_height(lengths: np.ndarray) -> np.ndarray:
+    """Stature estimate (m) from bone lengths (..., 17): (floor -> ankle -> ... -> head joint) * 1.07.
+
+    Gives about 1.50 m for the Bandai skeleton, 1.58-1.68 m for the CMU subjects."""
+    return (_chain(lengths) + ANKLE_TO_SOLE) * STATURE_PER_HEAD
+
+
+def sample_lengths(reference: np.ndarray, rng: np.random.Generator, config: BoneConfig = BoneConfig()) -> np.ndarray:
+    """New bone lengths (17,) from reference lengths (17,): varied per bone, symmetric, at a random height."""
+    factor = 1 + config.bone_variation * rng.uniform(-1, 1, NUM_JOINTS)
+    factor = factor[np.minimum(np.arange(NUM_JOINTS), FLIP_PERMUTATION)]  # left bone = its right twin
+    lengths = reference * factor
+    height = rng.uniform(*config.height_range)
+    lengths[list(_HIPS)] = 0                               # hip width is set on its own, after scaling
+    lengths = lengths * (height / STATURE_PER_HEAD - ANKLE_TO_SOLE) / _chain(lengths)
+    lengths[list(_HIPS)] = rng.uniform(*config.hip_width_range) * height
+    return lengths
+
+
+def set_bone_lengths(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Joints (T,17,3) rebuilt with bone lengths (17,) and the original bone directions (root kept)."""
+    out = np.empty_like(joints)
+    out[:, 0] = joints[:, 0]
+    for c in range(1, NUM_JOINTS):  # PARENTS is topologically sorted (parent index < child index)
+        p = PARENTS[c]
+        bone = joints[:, c] - joints[:, p]
+        out[:, c] = out[:, p] + bone * (lengths[c] / np.maximum(np.linalg.norm(bone, axis=-1, keepdims=True), 1e-9))
+    return out
+
+
+def augment_bone_lengths(joints: np.ndarray, rng: np.random.Generator, config: BoneConfig = BoneConfig()) -> np.ndarray:
+    """A sequence (T,17,3) (world, Y up, floor y = 0) with new random proportions.
+
+    The pelvis path scales with the leg length (height above the floor and distance travelled), so
+    feet stay near the floor and strides match the new legs."""
+    reference = np.median(bone_lengths(joints), axis=0)           # (17,) robust to mocap noise
+    lengths = sample_lengths(reference, rng, config)
+    leg = lambda L: np.mean([L[a] + L[k] for a, k, _ in _LEGS])
+    s = leg(lengths) / max(leg(reference), 1e-6)
+    root = joints[:, 0]
+    new_root = root[:1] * [1.0, 0.0, 1.0] + (root - root[:1] * [1.0, 0.0, 1.0]) * s
+    out = set_bone_lengths(joints, lengths)
+    return (out + (new_root - root)[:, None]).astype(joints.dtype)
