@@ -1,0 +1,167 @@
+"""Messages <-> numpy: parse the node's inputs (with the reason when they are bad) and build its
+outputs (skeletons, TF, markers). Plain functions, testable without a running node."""
+from __future__ import annotations
+
+import colorsys
+import zlib
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, TransformStamped
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
+
+from posemoe_ros.body_frames import body_frame, joint_offsets_in_body, rotation_to_quaternion
+from posemoe_ros.layouts import LAYOUTS
+from posemoe_ros.msg import Skeleton3D, Skeleton3DArray
+from posemoe_ros.skeleton import BONES, JOINT_NAMES
+
+
+class InputError(ValueError):
+    """A message the node cannot use; `reason` is the short key counted in diagnostics."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def duration_msg(seconds: float) -> Duration:
+    ns = max(0, int(round(seconds * 1e9)))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def keypoints_from_msg(msg, max_people: int):
+    """Skeleton2DArray -> (ids list[str], uv (P,K,2) float64 pixels, conf (P,K) float64).
+
+    Raises InputError for a message that cannot be lifted at all. Non-finite keypoints are
+    kept (layout mapping marks them missing), so one bad joint never costs a whole person.
+    """
+    if msg.layout not in LAYOUTS:
+        raise InputError("unknown_layout", f"unknown keypoint layout '{msg.layout}' (known: {', '.join(LAYOUTS)})")
+    if msg.width == 0 or msg.height == 0:
+        raise InputError("bad_image_size", f"image size {msg.width}x{msg.height} is empty")
+    if len(msg.skeletons) > max_people:
+        raise InputError("too_many_people", f"{len(msg.skeletons)} people exceed max_people={max_people}")
+    expected = LAYOUTS[msg.layout]
+    bad = [i for i, s in enumerate(msg.skeletons) if len(s.keypoints) != expected]
+    if bad:
+        got = len(msg.skeletons[bad[0]].keypoints)
+        raise InputError("wrong_keypoint_count",
+                         f"layout '{msg.layout}' has {expected} keypoints, person {bad[0]} has {got}")
+    values = np.array([[(k.x, k.y, k.confidence) for k in s.keypoints] for s in msg.skeletons],
+                      dtype=np.float64).reshape(len(msg.skeletons), expected, 3)
+    return [s.id for s in msg.skeletons], values[..., :2], values[..., 2]
+
+
+_DISTORTION_LENGTHS = {"plumb_bob": (5,), "rational_polynomial": (8,), "": (0, 4, 5, 8, 12, 14)}
+
+
+def intrinsics_from_camera_info(msg):
+    """CameraInfo -> (K (3,3), distortion (n,)). InputError for a K that cannot project."""
+    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InputError("bad_camera_info", f"camera intrinsics unusable (fx={K[0, 0]}, fy={K[1, 1]}); all-zero K "
+                         "means an uncalibrated camera")
+    dist = np.asarray(msg.d, dtype=np.float64)
+    model = msg.distortion_model
+    if model not in _DISTORTION_LENGTHS:
+        raise InputError("bad_camera_info", f"distortion model '{model}' not supported (plumb_bob, rational_polynomial)")
+    if len(dist) not in _DISTORTION_LENGTHS[model] or not np.all(np.isfinite(dist)):
+        raise InputError("bad_camera_info", f"{len(dist)} distortion coefficients do not fit model '{model}'")
+    return K, dist
+
+
+def _point(p) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
+def skeleton_array_msg(header, people, latency_s: float, lookahead: int) -> Skeleton3DArray:
+    """`people`: LiftedPerson-like objects (id, positions (17,3), root (3,), confidence (17,), root_source)."""
+    return Skeleton3DArray(
+        header=header, latency=duration_msg(latency_s), lookahead=lookahead,
+        skeletons=[Skeleton3D(
+            id=p.id, joint_names=list(JOINT_NAMES), positions=[_point(q) for q in p.positions],
+            confidence=[float(c) for c in p.confidence], root_position=_point(p.root),
+            root_source=int(p.root_source)) for p in people])
+
+
+def _transform(header, parent: str, child: str, translation, quaternion) -> TransformStamped:
+    t = TransformStamped()
+    t.header.stamp = header.stamp
+    t.header.frame_id = parent
+    t.child_frame_id = child
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = map(float, translation)
+    (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+     t.transform.rotation.w) = map(float, quaternion)
+    return t
+
+
+def body_frame_name(prefix: str, person_id: str) -> str:
+    return f"{prefix}body_{person_id}"
+
+
+def transforms(header, people, prefix: str) -> list[TransformStamped]:
+    """REP-155: body_<id> at the hip midpoint (x out of the chest, z up the spine), child of the
+    camera optical frame; <joint>_<id> per joint, child of body_<id>, identity orientation."""
+    out = []
+    for p in people:
+        origin, rotation = body_frame(p.positions)
+        body = body_frame_name(prefix, p.id)
+        out.append(_transform(header, header.frame_id, body, origin, rotation_to_quaternion(rotation)))
+        offsets = joint_offsets_in_body(p.positions, origin, rotation)
+        out.extend(_transform(header, body, f"{prefix}{name}_{p.id}", offset, (0.0, 0.0, 0.0, 1.0))
+                   for name, offset in zip(JOINT_NAMES, offsets))
+    return out
+
+
+def person_colour(person_id: str) -> ColorRGBA:
+    """A stable, well-spread colour per id (golden-ratio hue walk over a hash of the id)."""
+    hue = (zlib.crc32(person_id.encode()) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return ColorRGBA(r=r, g=g, b=b, a=1.0)
+
+
+def marker_array(header, people, lifetime_s: float, joint_radius: float = 0.05,
+                 bone_width: float = 0.03) -> MarkerArray:
+    """Per person: joints as one SPHERE_LIST and bones as one LINE_LIST, namespace person_<id>.
+    The lifetime lets RViz drop people who leave without an explicit delete."""
+    markers = []
+    lifetime = duration_msg(lifetime_s)
+    for p in people:
+        colour = person_colour(p.id)
+        joints = Marker(header=header, ns=f"person_{p.id}", id=0, type=Marker.SPHERE_LIST, action=Marker.ADD,
+                        lifetime=lifetime, color=colour, points=[_point(q) for q in p.positions])
+        joints.scale.x = joints.scale.y = joints.scale.z = joint_radius * 2
+        bones = Marker(header=header, ns=f"person_{p.id}", id=1, type=Marker.LINE_LIST, action=Marker.ADD,
+                       lifetime=lifetime, color=colour,
+                       points=[_point(p.positions[j]) for bone in BONES for j in bone])
+        bones.scale.x = bone_width
+        for m in (joints, bones):
+            m.pose.orientation.w = 1.0
+        markers += [joints, bones]
+    return MarkerArray(markers=markers)
+
+
+def fallback_intrinsics(fx: float, fy: float, cx: float, cy: float, width: int, height: int):
+    """The intrinsics parameters as (K, no distortion); principal point defaults to the centre."""
+    fy = fy if fy > 0 else fx
+    cx = cx if cx >= 0 else (width - 1) / 2
+    cy = cy if cy >= 0 else (height - 1) / 2
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), np.zeros(0)
+
+
+def depth_from_msg(msg) -> np.ndarray:
+    """Aligned depth image (16UC1 mm or 32FC1 m) -> (H, W) float32 metres, NaN where invalid."""
+    from posemoe_ros.ros.fallbacks import image_to_numpy
+    from posemoe_ros.root_translation import depth_to_metres
+
+    if msg.encoding not in ("16UC1", "32FC1"):
+        raise InputError("bad_depth_image", f"depth encoding '{msg.encoding}' is neither 16UC1 (mm) nor 32FC1 (m)")
+    try:
+        return depth_to_metres(image_to_numpy(msg), msg.encoding)
+    except ValueError as exc:
+        raise InputError("bad_depth_image", str(exc)) from exc

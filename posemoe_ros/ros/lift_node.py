@@ -1,0 +1,292 @@
+"""The PoseMoE lift node: 2D keypoints in; 3D skeletons, TF and RViz markers out.
+
+A lifecycle node: configure loads the model, activate subscribes and starts publishing. With
+`autostart` (the default) it walks itself to active, so a plain `ros2 run` works. The lifting
+itself (layouts, tracks, model, root solve) is posemoe_ros.lifter.Lifter, which knows no ROS.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+from diagnostic_msgs.msg import DiagnosticArray
+
+from posemoe_ros.lifter import Lifter, LifterConfig, ModelLoadError
+from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
+from posemoe_ros.ros import conversions, fallbacks
+from posemoe_ros.ros.conversions import InputError
+from posemoe_ros.ros.diagnostics import NodeStats, diagnostic_array
+from posemoe_ros.ros.overlay import draw_overlay
+
+
+@dataclass(frozen=True)
+class Param:
+    default: object
+    description: str
+    range: tuple | None = None  # (min, max) for numbers
+    choices: tuple | None = None  # allowed strings
+    read_only: bool = False  # takes effect only on (re)configure
+
+
+PARAMETERS = {
+    "weights": Param("", "PoseMoE safetensors weights; empty = the default model shipped in the package",
+                     read_only=True),
+    "device": Param("auto", "Inference device: auto (CUDA when available), cpu or cuda",
+                    choices=("auto", "cpu", "cuda")),
+    "num_threads": Param(0, "CPU threads for inference; 0 = the library default", range=(0, 64)),
+    "lookahead": Param(0, "Frames of delay traded for accuracy: 0 = causal (newest frame); k lifts the frame "
+                       "k steps back and stamps it with that frame's stamp", range=(0, 242)),
+    "min_confidence": Param(0.3, "Keypoints below this detector confidence are marked missing, not trusted",
+                            range=(0.0, 1.0)),
+    "track_timeout": Param(1.0, "Seconds without a detection after which a track is dropped", range=(0.05, 60.0)),
+    "max_gap": Param(0.5, "A stamp gap longer than this (s) restarts a track's temporal window", range=(0.01, 60.0)),
+    "match_distance": Param(0.5, "Greatest frame-to-frame keypoint distance, in person heights, for keeping an "
+                            "assigned id when the input has none", range=(0.01, 10.0)),
+    "max_people": Param(64, "Messages with more people are rejected (bounds latency and memory)",
+                        range=(1, 10000)),
+    "max_tracks": Param(256, "Most tracks kept at once; the stalest are evicted beyond it", range=(1, 100000)),
+    "fx": Param(0.0, "Fallback focal length x (px) used while no CameraInfo arrived; 0 = wait for CameraInfo",
+                range=(0.0, 1e5)),
+    "fy": Param(0.0, "Fallback focal length y (px); 0 = same as fx", range=(0.0, 1e5)),
+    "cx": Param(-1.0, "Fallback principal point x (px); negative = image centre", range=(-1.0, 1e5)),
+    "cy": Param(-1.0, "Fallback principal point y (px); negative = image centre", range=(-1.0, 1e5)),
+    "use_depth": Param(False, "Pair keypoints with the aligned depth image and take the root depth from it",
+                       read_only=True),
+    "publish_overlay": Param(False, "Pair keypoints with the image and publish it with the input keypoints and "
+                             "the reprojected 3D skeletons drawn on it", read_only=True),
+    "sync_slop": Param(0.05, "Greatest stamp difference (s) when pairing keypoints with image or depth",
+                       range=(0.0, 1.0), read_only=True),
+    "input_reliability": Param("best_effort", "QoS reliability of the inputs (must be compatible with the "
+                               "publishers, or data is silently dropped)",
+                               choices=("best_effort", "reliable"), read_only=True),
+    "publish_tf": Param(True, "Broadcast body_<id> and per-joint TF frames"),
+    "tf_prefix": Param("", "Prefix of every TF frame this node broadcasts"),
+    "publish_markers": Param(True, "Publish RViz markers on skeleton_markers"),
+    "marker_lifetime": Param(0.5, "Seconds a marker stays in RViz without an update", range=(0.0, 60.0)),
+    "diagnostics_period": Param(1.0, "Seconds between /diagnostics reports", range=(0.1, 60.0), read_only=True),
+    "warn_period": Param(5.0, "Least seconds between two warnings of the same kind", range=(0.0, 3600.0)),
+    "autostart": Param(True, "Configure and activate at start-up", read_only=True),
+}
+
+# Parameters the Lifter reads; changing one at run time rebuilds its config (no reload).
+_LIFTER_PARAMETERS = ("lookahead", "min_confidence", "track_timeout", "max_gap", "match_distance", "max_tracks",
+                      "device", "num_threads")
+
+
+def _descriptor(name: str, p: Param) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=p.description, read_only=p.read_only)
+    if p.choices:
+        d.additional_constraints = "one of: " + ", ".join(p.choices)
+    if p.range and isinstance(p.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
+    elif p.range:
+        d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
+    return d
+
+
+def check_parameter(name: str, value) -> str | None:
+    """The reason a parameter value is refused, or None."""
+    p = PARAMETERS.get(name)
+    if p is None:
+        return None
+    if p.choices and value not in p.choices:
+        return f"{name} must be one of {', '.join(p.choices)}, not '{value}'"
+    if p.range and not (p.range[0] <= value <= p.range[1]):
+        return f"{name}={value} outside [{p.range[0]}, {p.range[1]}]"
+    return None
+
+
+class LiftNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("posemoe_lift", **kwargs)
+        for name, p in PARAMETERS.items():
+            self.declare_parameter(name, p.default, _descriptor(name, p))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.stats = NodeStats()
+        self.lifter: Lifter | None = None
+        self._input_subscriptions = []
+        self._camera = None  # (K, dist) from CameraInfo
+        self._camera_error = None
+        self._last_warning: dict[str, float] = {}
+        if self.get_parameter("autostart").value:
+            self.trigger_configure()
+            if self.lifter is None:
+                raise ModelLoadError(self._configure_error)
+            self.trigger_activate()
+
+    # ---- parameters -------------------------------------------------------------------------
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            reason = check_parameter(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        if self.lifter is not None and any(p.name in _LIFTER_PARAMETERS for p in params):
+            values = {p.name: p.value for p in params}
+            try:
+                self.lifter.update_config(self._lifter_config(**values))
+            except (ValueError, RuntimeError) as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _lifter_config(self, **overrides) -> LifterConfig:
+        value = lambda name: overrides.get(name, self.p(name))  # noqa: E731
+        return LifterConfig(**{name: value(name) for name in _LIFTER_PARAMETERS})
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.lifter = Lifter.from_weights(self.p("weights") or None, self._lifter_config())
+        except ModelLoadError as exc:
+            self._configure_error = str(exc)
+            self.get_logger().fatal(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"loaded {self.lifter.model_description} on {self.lifter.device}")
+        self.pub_skeletons = self.create_lifecycle_publisher(Skeleton3DArray, "skeletons_3d", 10)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "skeleton_markers", 10)
+        self.pub_overlay = self.create_lifecycle_publisher(Image, "overlay", qos_profile_sensor_data)
+        self.pub_diagnostics = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf_broadcaster = fallbacks.make_transform_broadcaster(self)
+        self.diagnostics_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        qos = QoSProfile(depth=5, history=qos_profile_sensor_data.history, durability=qos_profile_sensor_data.durability,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if self.p("input_reliability") == "best_effort"
+                         else ReliabilityPolicy.RELIABLE)
+        self._input_subscriptions.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+        paired = [(Image, "depth")] if self.p("use_depth") else []
+        paired += [(Image, "image")] if self.p("publish_overlay") else []
+        if paired:  # keypoints + depth and/or image, matched by stamp
+            subs = [fallbacks.make_subscriber(self, Skeleton2DArray, "keypoints_2d", qos)]
+            subs += [fallbacks.make_subscriber(self, t, topic, qos) for t, topic in paired]
+            self._sync = fallbacks.make_synchronizer(subs, queue_size=10, slop=self.p("sync_slop"))
+            self._sync.registerCallback(self._on_keypoints_paired)
+            self._input_subscriptions += [s.sub for s in subs]
+        else:
+            self._input_subscriptions.append(
+                self.create_subscription(Skeleton2DArray, "keypoints_2d", self._on_keypoints, qos))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        for sub in self._input_subscriptions:
+            self.destroy_subscription(sub)
+        self._input_subscriptions.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.destroy_timer(self.diagnostics_timer)
+        for pub in (self.pub_skeletons, self.pub_markers, self.pub_overlay, self.pub_diagnostics):
+            self.destroy_lifecycle_publisher(pub)
+        self.lifter = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # ---- callbacks ---------------------------------------------------------------------------
+    def _warn(self, reason: str, text: str):
+        """One warning per reason per warn_period: a bad publisher must not flood the log."""
+        now = time.monotonic()
+        if now - self._last_warning.get(reason, -1e9) >= self.p("warn_period"):
+            self._last_warning[reason] = now
+            self.get_logger().warning(f"{text} [{reason}; counted in /diagnostics]")
+
+    def _on_camera_info(self, msg: CameraInfo):
+        try:
+            self._camera = conversions.intrinsics_from_camera_info(msg)
+            self._camera_error = None
+        except InputError as exc:
+            self.stats.reject(exc.reason)
+            self._camera_error = str(exc)
+            self._warn(exc.reason, str(exc))
+
+    def _on_keypoints(self, msg: Skeleton2DArray):
+        self._lift(msg, depth=None, image=None)
+
+    def _on_keypoints_paired(self, msg: Skeleton2DArray, *images):
+        depth = images[0] if self.p("use_depth") else None
+        image = images[-1] if self.p("publish_overlay") else None
+        self._lift(msg, depth, image)
+
+    def _lift(self, msg: Skeleton2DArray, depth, image):
+        received = time.perf_counter()
+        self.stats.inputs += 1
+        try:
+            camera = self._intrinsics(msg)
+            if camera is None:
+                return
+            ids, uv, conf = conversions.keypoints_from_msg(msg, self.p("max_people"))
+            depth_m = conversions.depth_from_msg(depth) if depth is not None else None
+            frame = self.lifter.process(conversions.stamp_ns(msg.header.stamp), msg.layout, ids, uv, conf,
+                                        *camera, depth=depth_m)
+        except InputError as exc:
+            self.stats.reject(exc.reason)
+            self._warn(exc.reason, f"dropped keypoints: {exc}")
+            return
+        for reason, count in frame.warnings.items():
+            self.stats.rejected[reason] += count
+            self._warn(reason, f"{count} keypoint(s) or people ignored in one message: {reason}")
+        if frame.people is None:  # every track still filling its lookahead
+            return
+        header = msg.header.__class__(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=msg.header.frame_id)
+        latency = time.perf_counter() - received
+        self.pub_skeletons.publish(conversions.skeleton_array_msg(header, frame.people, latency, frame.lookahead))
+        if self.p("publish_tf") and frame.people:
+            self.tf_broadcaster.sendTransform(conversions.transforms(header, frame.people, self.p("tf_prefix")))
+        if self.p("publish_markers"):
+            self.pub_markers.publish(conversions.marker_array(header, frame.people, self.p("marker_lifetime")))
+        if image is not None:
+            self.pub_overlay.publish(draw_overlay(image, frame, camera[0]))
+        self.stats.outputs += 1
+        self.stats.latencies.append(latency)
+
+    def _intrinsics(self, msg: Skeleton2DArray):
+        """CameraInfo's (K, dist); else the fallback parameters; else None (wait, warned)."""
+        if self._camera is not None:
+            return self._camera
+        if self.p("fx") > 0:
+            return conversions.fallback_intrinsics(self.p("fx"), self.p("fy"), self.p("cx"), self.p("cy"),
+                                                   msg.width, msg.height)
+        self.stats.reject("no_camera_info")
+        self._warn("no_camera_info", "no CameraInfo received yet on camera_info and no fx parameter: waiting")
+        return None
+
+    def _publish_diagnostics(self):
+        if self.lifter is None:
+            return
+        waiting = "camera_info" if self._camera is None and self.p("fx") <= 0 else None
+        self.pub_diagnostics.publish(diagnostic_array(
+            self.get_clock().now().to_msg(), f"{self.get_name()}: lifting", self.get_fully_qualified_name(),
+            self.stats, people_tracked=self.lifter.num_tracks, device=str(self.lifter.device),
+            model=self.lifter.model_description, camera_error=self._camera_error, waiting_for=waiting))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = LiftNode()
+    except ModelLoadError as exc:
+        print(f"posemoe_lift: cannot start: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
