@@ -1,0 +1,45 @@
+"""Entangled baseline: one stream of alternating spatial / temporal attention (MixSTE / DSTformer style).
+
+Same embedding, blocks and root handling as PoseMoE, but 2D and depth share every feature, so
+comparing the two at equal parameter count isolates the value of decoupling.
+"""
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from posemoe_ros.models.attention import PoseEmbedding, STBlock, init_weights
+from posemoe_ros.skeleton import NUM_JOINTS, ROOT
+
+
+@dataclass
+class EntangledConfig:
+    num_frames: int = 27
+    num_joints: int = NUM_JOINTS
+    in_channels: int = 3
+    dim: int = 48
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    layers: int = 4
+    dropout: float = 0.0
+    causal: bool = False
+
+
+class Entangled(nn.Module):
+    name = "entangled"
+
+    def __init__(self, config: EntangledConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_frames, cfg.num_joints)
+        self.blocks = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.causal)
+                                    for _ in range(cfg.layers))
+        self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 3))
+        self.apply(init_weights)
+
+    def forward(self, x, return_aux: bool = False):
+        h = self.embed(x)                    # (B,T,J,C)
+        for block in self.blocks:
+            h = block(h)
+        pose = self.head(h)                  # (B,T,J,3)
+        pose = pose - pose[:, :, ROOT:ROOT + 1]
+        return (pose, {}) if return_aux else pose
