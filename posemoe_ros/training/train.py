@@ -1,0 +1,400 @@
+"""Train a lifting model (PoseMoE or a baseline) from a YAML config.
+
+    posemoe-train --config config/train/posemoe_s.yaml [--data-dir DIR | --bandai P --cmu P]
+                  [--out runs/NAME] [--resume] [--max-steps N] [--device auto|cpu|cuda]
+    torchrun --nproc_per_node=N -m posemoe_ros.training.train --config ...   # DDP, one process per GPU
+
+Windows come from posemoe_ros.data (synthetic cameras + detector noise on real mocap); validation
+uses the deterministic evaluation windows of the val split. Outputs in --out: best.safetensors,
+last.safetensors (weights, loadable with models.weights.load_model), state.safetensors + state.json
+(optimizer and step, for --resume; no pickles), log.csv and curves.png.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from tqdm import tqdm
+
+from posemoe_ros import metrics
+from posemoe_ros.skeleton import flip_pose
+from posemoe_ros.training.losses import LossWeights, lifting_loss
+
+
+# -----------------------------------------------------------------------------
+# config
+
+@dataclass
+class ModelSection:
+    name: str = "posemoe"          # posemoe | entangled | tcn
+    preset: str = "s"
+    overrides: dict = field(default_factory=dict)   # passed to build_model(**overrides)
+
+
+@dataclass
+class DataSection:
+    data_dir: str | None = "../shared/data"   # relative paths: to the CWD, else to the config's folders
+    bandai: str = "bandai_h36m17.npz"          # file names inside data_dir (or absolute paths)
+    cmu: str = "cmu_h36m17.npz"
+    train_stride: int = 1
+    val_stride: int = 8
+    val_windows: int = 256                     # fixed, evenly spaced subset of the val windows
+    bone_augment: bool = True
+    num_workers: int = 1
+
+
+@dataclass
+class OptimSection:
+    steps: int = 10000
+    batch_size: int = 64           # global: split across DDP processes
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    flip_prob: float = 0.5
+    seed: int = 0
+    val_every: int = 500
+    log_every: int = 25
+    num_threads: int = 0           # torch CPU threads per process; 0 = library default
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+
+def _section(cls, values: dict | None):
+    values = values or {}
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(raw) - {"model", "data", "optim", "loss"}
+    if unknown:
+        raise ValueError(f"unknown config sections: {sorted(unknown)}")
+    return TrainConfig(model=_section(ModelSection, raw.get("model")),
+                       data=_section(DataSection, raw.get("data")),
+                       optim=_section(OptimSection, raw.get("optim")),
+                       loss=_section(LossWeights, raw.get("loss")))
+
+
+def resolve_path(p: str | Path, anchors: list[Path]) -> Path:
+    """Absolute path for p: as given if absolute or found from the CWD, else under the first anchor
+    (or one of its parents) where it exists."""
+    p = Path(p).expanduser()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    for anchor in anchors:
+        for base in [anchor, *anchor.parents]:
+            if (base / p).exists():
+                return (base / p).resolve()
+    return p.resolve()
+
+
+def data_paths(cfg: TrainConfig, anchors: list[Path]) -> tuple[Path, Path]:
+    base = resolve_path(cfg.data.data_dir, anchors) if cfg.data.data_dir else Path.cwd()
+    bandai, cmu = base / cfg.data.bandai, base / cfg.data.cmu
+    for p in (bandai, cmu):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: pass --data-dir or --bandai/--cmu")
+    return bandai, cmu
+
+
+# -----------------------------------------------------------------------------
+# schedule, augmentation, validation
+
+def learning_rate(step: int, o: OptimSection) -> float:
+    """Linear warmup, then cosine decay to min_lr at o.steps."""
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, o.steps - o.warmup_steps))
+    return o.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (o.lr - o.min_lr)
+
+
+def random_flip(x: torch.Tensor, y: torch.Tensor, prob: float, gen: torch.Generator):
+    """Mirror each window (input and target together) with probability prob."""
+    if prob <= 0:
+        return x, y
+    mask = (torch.rand(x.shape[0], generator=gen) < prob).to(x.device)[:, None, None, None]
+    return torch.where(mask, flip_pose(x), x), torch.where(mask, flip_pose(y), y)
+
+
+@torch.no_grad()
+def validate(model, loader, device) -> dict[str, float]:
+    model.eval()
+    preds, targets = [], []
+    for batch in loader:
+        preds.append(model(batch["input"].to(device)).float().cpu())
+        targets.append(batch["target"])
+    model.train()
+    pred, target = torch.cat(preds), torch.cat(targets)            # (N, T, J, 3)
+    t = pred.shape[1]
+    return {"val_mpjpe_mm": 1000 * metrics.mpjpe(pred, target),
+            "val_centre_mpjpe_mm": 1000 * metrics.mpjpe(pred[:, t // 2], target[:, t // 2]),
+            "val_p_mpjpe_mm": 1000 * metrics.p_mpjpe(pred[:, t // 2], target[:, t // 2])}
+
+
+# -----------------------------------------------------------------------------
+# checkpoints (safetensors + JSON; never pickle)
+
+def save_train_state(out: Path, optimizer, step: int, best: float, cfg: TrainConfig):
+    sd = optimizer.state_dict()
+    tensors = {f"opt.{i}.{k}": v.contiguous() for i, s in sd["state"].items() for k, v in s.items()}
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, str(out / "state.safetensors"))
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    (out / "state.json").write_text(json.dumps(
+        {"step": step, "best_val_mpjpe_mm": best, "param_groups": groups, "config": asdict(cfg)}, indent=1))
+
+
+def load_train_state(out: Path, optimizer) -> tuple[int, float]:
+    meta = json.loads((out / "state.json").read_text())
+    tensors = load_file(str(out / "state.safetensors"))
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta["step"], meta["best_val_mpjpe_mm"]
+
+
+CSV_COLUMNS = ["step", "lr", "loss", "mpjpe", "n_mpjpe", "velocity", "aux_xy", "aux_z",
+               "val_mpjpe_mm", "val_centre_mpjpe_mm", "val_p_mpjpe_mm", "elapsed_s"]
+
+
+def plot_curves(csv_path: Path, png_path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(csv_path.open()))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    tr = [(int(r["step"]), float(r["loss"])) for r in rows if r["loss"]]
+    va = [(int(r["step"]), float(r["val_mpjpe_mm"]), float(r["val_centre_mpjpe_mm"]), float(r["val_p_mpjpe_mm"]))
+          for r in rows if r["val_mpjpe_mm"]]
+    if tr:
+        a.plot(*zip(*tr), label="train loss")
+        a.set_yscale("log")
+    a.set(xlabel="step", ylabel="loss", title="training loss")
+    if va:
+        s, v, c, pa = zip(*va)
+        b.plot(s, v, "o-", label="MPJPE, all frames")
+        b.plot(s, c, "s-", label="MPJPE, centre frame")
+        b.plot(s, pa, "^-", label="P-MPJPE, centre frame")
+        b.legend()
+    b.set(xlabel="step", ylabel="mm", title="validation error")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# training
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _seed_worker(worker_id: int):
+    # numpy in workers would otherwise repeat the parent's stream in every worker and epoch
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = False,
+          max_steps: int | None = None, device: str = "auto", progress: bool = True) -> torch.nn.Module:
+    """Train per cfg; under torchrun (WORLD_SIZE > 1) runs DDP. Returns the trained (unwrapped) model."""
+    from posemoe_ros.data.splits import make_splits
+    from posemoe_ros.data.windows import LiftingWindows
+    from posemoe_ros.models import build_model
+    from posemoe_ros.models.weights import save_weights
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local_rank)
+    ddp = world > 1
+    if ddp:
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    master = rank == 0
+    o = cfg.optim
+    if o.num_threads > 0:
+        torch.set_num_threads(o.num_threads)
+
+    torch.manual_seed(o.seed)                 # identical init on every rank (DDP also broadcasts it)
+    np.random.seed(o.seed + rank)             # window sampling in the main process (num_workers=0)
+    model = build_model(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(dev)
+    num_frames = model.config.num_frames
+
+    splits = make_splits(bandai, cmu)
+    train_ds = LiftingWindows(splits["train"], num_frames, stride=cfg.data.train_stride,
+                              seed=o.seed + 1000 * rank, augment=cfg.data.bone_augment)
+    val_ds = LiftingWindows(splits["val"], num_frames, stride=cfg.data.val_stride, seed=0,
+                            augment=False, deterministic=True)
+    n_val = min(cfg.data.val_windows, len(val_ds))
+    val_ds = Subset(val_ds, np.linspace(0, len(val_ds) - 1, n_val).round().astype(int).tolist())
+
+    per_rank_batch = max(1, o.batch_size // world)
+    gen = torch.Generator().manual_seed(o.seed + rank)
+    sampler = (DistributedSampler(train_ds, num_replicas=world, rank=rank, seed=o.seed, drop_last=True)
+               if ddp else RandomSampler(train_ds, generator=gen))
+    loader_kw = dict(num_workers=cfg.data.num_workers, worker_init_fn=_seed_worker,
+                     persistent_workers=cfg.data.num_workers > 0, pin_memory=dev.type == "cuda")
+    train_loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True, **loader_kw)
+    val_loader = DataLoader(val_ds, batch_size=per_rank_batch, shuffle=False,
+                            num_workers=cfg.data.num_workers, worker_init_fn=_seed_worker)
+
+    # AdamW with weight decay on matrices only (not on norms and biases), as in nanoGPT
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.99), fused=dev.type == "cuda")
+
+    out.mkdir(parents=True, exist_ok=True)
+    step, best = 0, float("inf")
+    if resume and (out / "state.json").exists():
+        from posemoe_ros.models.weights import load_model
+        model.load_state_dict(load_model(out / "last.safetensors").state_dict())
+        step, best = load_train_state(out, optimizer)
+    end = min(o.steps, max_steps) if max_steps is not None else o.steps
+    raw_model = model
+    if ddp:
+        model = DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
+
+    csv_path = out / "log.csv"
+    if master:
+        # keep logged rows up to the resumed step; start fresh otherwise
+        old = list(csv.DictReader(csv_path.open())) if resume and csv_path.exists() else []
+        with csv_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, CSV_COLUMNS)
+            w.writeheader()
+            w.writerows(r for r in old if int(r["step"]) <= step)
+    meta = {"model_name": cfg.model.name, "train_config": json.dumps(asdict(cfg))}
+
+    def checkpoint(name: str, val: dict):
+        save_weights(raw_model, out / f"{name}.safetensors",
+                     extra_metadata={**meta, "step": str(step), **{k: f"{v:.3f}" for k, v in val.items()}})
+
+    def log(row: dict):
+        with csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, CSV_COLUMNS).writerow({**row, "step": step, "elapsed_s": f"{time.time() - t0:.1f}"})
+
+    t0, epoch, sums, count = time.time(), step, {}, 0
+    if ddp:
+        sampler.set_epoch(epoch)
+    batches = iter(train_loader)
+    bar = tqdm(total=end, initial=step, disable=not (master and progress), desc=cfg.model.name, dynamic_ncols=True)
+    model.train()
+    while step < end:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            epoch += 1
+            if ddp:
+                sampler.set_epoch(epoch)
+            batches = iter(train_loader)
+            batch = next(batches)
+        lr = learning_rate(step, o)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        x, y = random_flip(batch["input"].to(dev), batch["target"].to(dev), o.flip_prob, gen)
+        pred, aux = model(x, return_aux=True)
+        loss, parts = lifting_loss(pred, y, aux, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+
+        last = step == end
+        if master and (step % o.log_every == 0 or last):
+            mean = {k: v / count for k, v in sums.items()}
+            bar.set_postfix(loss=f"{mean['total']:.4f}", lr=f"{lr:.1e}")
+            total = mean.pop("total")
+            log({"lr": f"{lr:.3e}", "loss": f"{total:.5f}", **{k: f"{v:.5f}" for k, v in mean.items()}})
+            sums, count = {}, 0
+        if step % o.val_every == 0 or last:
+            if master:
+                val = validate(raw_model, val_loader, dev)
+                log({k: f"{v:.2f}" for k, v in val.items()})
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in val.items()))
+                if val["val_mpjpe_mm"] < best:
+                    best = val["val_mpjpe_mm"]
+                    checkpoint("best", val)
+                checkpoint("last", val)
+                save_train_state(out, optimizer, step, best, cfg)
+                plot_curves(csv_path, out / "curves.png")
+            if ddp:
+                dist.barrier()
+    bar.close()
+    if ddp:
+        dist.destroy_process_group()
+    return raw_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="posemoe-train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML training config (config/train/*.yaml)")
+    ap.add_argument("--data-dir", help="folder holding the bandai and cmu npz files (overrides the config)")
+    ap.add_argument("--bandai", help="path of the Bandai npz (overrides --data-dir)")
+    ap.add_argument("--cmu", help="path of the CMU npz (overrides --data-dir)")
+    ap.add_argument("--out", help="output folder (default runs/<config name>)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors + state")
+    ap.add_argument("--max-steps", type=int,
+                    help="stop after this many steps (the LR schedule keeps the config's length)")
+    ap.add_argument("--steps", type=int,
+                    help="override optim.steps (the schedule's length), e.g. to extend a run with --resume")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = ap.parse_args(argv)
+
+    cfg_path = Path(args.config).resolve()
+    cfg = load_config(cfg_path)
+    if args.data_dir:
+        cfg.data.data_dir = str(Path(args.data_dir).resolve())
+    if args.steps:
+        cfg.optim.steps = args.steps
+    anchors = [cfg_path.parent]
+    bandai, cmu = data_paths(cfg, anchors) if not (args.bandai and args.cmu) else (None, None)
+    bandai = Path(args.bandai).resolve() if args.bandai else bandai
+    cmu = Path(args.cmu).resolve() if args.cmu else cmu
+    out = Path(args.out) if args.out else Path("runs") / cfg_path.stem
+    train(cfg, bandai, cmu, out, resume=args.resume, max_steps=args.max_steps, device=args.device,
+          progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
