@@ -47,7 +47,7 @@ def generate_launch_description() -> LaunchDescription:
             ("image", arg("image_topic")),
             ("depth", arg("depth_topic")),
         ],
-        arguments=["--ros-args", "--log-level", arg("log_level")],
+        ros_arguments=["--log-level", arg("log_level")],
     )
     rviz = Node(
         package="rviz2",

@@ -49,7 +49,7 @@ def test_package_xml_is_format_3_and_names_every_imported_dependency():
     for module in sorted(imported):
         if module in PYTHON_ROSDEP_KEYS:
             key = PYTHON_ROSDEP_KEYS[module]
-        elif module.endswith("_msgs") or module in ("rclpy", "tf2_ros", "message_filters", "cv_bridge"):
+        elif module.endswith(("_msgs", "_interfaces")) or module in ("rclpy", "tf2_ros", "message_filters", "cv_bridge"):
             key = module
         elif module in ROS_IMPORT_TO_PACKAGE:
             key = ROS_IMPORT_TO_PACKAGE[module]

@@ -274,8 +274,8 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     try:
         node = LiftNode()
-    except ModelLoadError as exc:
-        print(f"posemoe_lift: cannot start: {exc}", file=sys.stderr)
+    except ModelLoadError:
+        # on_configure already logged the one FATAL line that says why
         rclpy.try_shutdown()
         return 1
     try:
@@ -283,8 +283,11 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:  # a second Ctrl-C during teardown must not print a traceback
+            node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
