@@ -8,6 +8,6 @@ from setuptools import setup
 setup(
     install_requires=[
         "torch", "numpy", "scipy", "safetensors", "opencv-python-headless", "pyyaml", "tqdm",
-        "matplotlib",
+        "matplotlib", "onnxruntime", "mcap", "mcap-ros2-support",
     ],
 )
