@@ -2,7 +2,7 @@
 
 TrackAssigner gives people without detector ids stable string ids ("0", "1", ...) by matching them
 to the people seen recently (Hungarian assignment on a scale-normalised joint distance).
-TrackManager keeps one fixed-size ring buffer of model-input frames per id.
+TrackManager keeps one fixed-size ring buffer of model-input frames per id, all in one pool array.
 
 Time rules (both classes): a frame whose stamp is older than the previous frame's (a bag looping,
 a clock reset) resets everything, since nothing recorded "after" it can be its past; a track not
@@ -107,79 +107,68 @@ class TrackAssigner:
             del self._seen[i]
 
 
-class TrackBuffer:
-    """Ring buffer of one person's last `num_frames` model-input frames (17,3) and their stamps."""
-
-    def __init__(self, num_frames: int, num_joints: int = NUM_JOINTS, channels: int = 3):
-        self.frames = np.zeros((num_frames, num_joints, channels), np.float32)
-        self.stamps = np.zeros(num_frames, np.float64)
-        self.head = 0  # slot the next frame goes to; the oldest frame sits here once full
-        self.num_real = 0  # frames actually seen since the last reset (the rest is padding)
-
-    @property
-    def last_stamp(self) -> float:
-        return float(self.stamps[self.head - 1])
-
-    def reset(self, frame: np.ndarray, stamp: float):
-        """Start over with `frame` repeated over the whole window (edge padding)."""
-        self.frames[:] = frame
-        self.stamps[:] = stamp
-        self.head, self.num_real = 0, 1
-
-    def push(self, frame: np.ndarray, stamp: float, max_gap: float = np.inf):
-        if self.num_real == 0 or stamp < self.last_stamp or stamp - self.last_stamp > max_gap:
-            self.reset(frame, stamp)
-        elif stamp == self.last_stamp:
-            self.frames[self.head - 1] = frame  # the same instant again: replace, don't stretch time
-        else:
-            self.frames[self.head] = frame
-            self.stamps[self.head] = stamp
-            self.head = (self.head + 1) % len(self.stamps)
-            self.num_real = min(self.num_real + 1, len(self.stamps))
-
-    def copy_into(self, frames_out: np.ndarray, stamps_out: np.ndarray):
-        """Write the window oldest-first into preallocated (T,17,3) and (T,) arrays."""
-        h, T = self.head, len(self.stamps)
-        frames_out[: T - h], frames_out[T - h:] = self.frames[h:], self.frames[:h]
-        stamps_out[: T - h], stamps_out[T - h:] = self.stamps[h:], self.stamps[:h]
-
-    def stamp_at(self, k: int) -> float:
-        """Stamp of window frame T-1-k (k frames before the newest)."""
-        return float(self.stamps[(self.head - 1 - k) % len(self.stamps)])
-
-
 class TrackManager:
-    """TrackBuffers by id, with expiry, resets and a cap on how many are kept."""
+    """Per-id ring buffers of the last `num_frames` model-input frames, with expiry, resets and a cap.
+
+    All tracks live in one preallocated pool (slots x T x 17 x 3, grown by doubling), so a frame's
+    update writes every person's frame with one indexed assignment and `windows` gathers every
+    requested window oldest-first with one fancy-indexed read: no per-person copies, no window
+    rebuilt per frame. New tracks pad by repeating their first frame (edge padding).
+    """
 
     def __init__(self, num_frames: int, timeout: float = 1.0, max_gap: float = 0.5, max_tracks: int = 256):
         self.num_frames = num_frames
         self.timeout = timeout
         self.max_gap = max_gap
         self.max_tracks = max_tracks
-        self._tracks: OrderedDict[str, TrackBuffer] = OrderedDict()  # least recently updated first
+        self._slots: OrderedDict[str, int] = OrderedDict()  # id -> pool slot, least recently updated first
+        self._free: list[int] = []
+        self._frames = np.zeros((0, num_frames, NUM_JOINTS, 3), np.float32)  # (slots,T,J,C) ring per slot
+        self._stamps = np.zeros((0, num_frames), np.float64)
+        self._head = np.zeros(0, np.int64)  # ring slot the next frame goes to; the oldest frame once full
+        self._num_real = np.zeros(0, np.int64)  # frames seen since the track (re)started
+        self._offsets = np.arange(num_frames)
         self._last_stamp = -np.inf
 
     def __len__(self) -> int:
-        return len(self._tracks)
+        return len(self._slots)
 
     def __contains__(self, track_id: str) -> bool:
-        return track_id in self._tracks
+        return track_id in self._slots
 
     @property
     def ids(self) -> list[str]:
-        return list(self._tracks)
+        return list(self._slots)
 
     def reset(self):
-        self._tracks.clear()
+        self._free.extend(self._slots.values())
+        self._slots.clear()
         self._last_stamp = -np.inf
+
+    def _release(self, track_id: str):
+        self._free.append(self._slots.pop(track_id))
 
     def expire(self, stamp: float):
         """Drop tracks not updated for more than `timeout` seconds before `stamp`."""
-        while self._tracks:
-            track_id, track = next(iter(self._tracks.items()))
-            if stamp - track.last_stamp <= self.timeout:
+        while self._slots:
+            track_id, slot = next(iter(self._slots.items()))
+            if stamp - self._stamps[slot, (self._head[slot] - 1) % self.num_frames] <= self.timeout:
                 break
-            del self._tracks[track_id]
+            self._release(track_id)
+
+    def _allocate(self, frame_shape: tuple) -> int:
+        if not self._free:
+            old = len(self._head)
+            new = max(8, 2 * old)
+            if self._frames.shape[2:] != frame_shape:  # first use fixes joints x channels
+                self._frames = np.zeros((old,) + (self.num_frames,) + frame_shape, np.float32)
+            grow = lambda a: np.concatenate([a, np.zeros((new - old,) + a.shape[1:], a.dtype)])  # noqa: E731
+            self._frames, self._stamps = grow(self._frames), grow(self._stamps)
+            self._head, self._num_real = grow(self._head), grow(self._num_real)
+            self._free.extend(range(new - 1, old - 1, -1))
+        slot = self._free.pop()
+        self._num_real[slot] = 0
+        return slot
 
     def update(self, ids: list[str], frames: np.ndarray, stamp: float):
         """Append one frame per person: ids (P,), frames (P,17,3) model inputs, stamp seconds."""
@@ -187,29 +176,72 @@ class TrackManager:
             self.reset()
         self._last_stamp = stamp
         self.expire(stamp)
-        for track_id, frame in zip(ids, frames):
-            track = self._tracks.pop(track_id, None)
-            if track is None:
-                track = TrackBuffer(self.num_frames, *frames.shape[1:])
-            track.push(frame, stamp, self.max_gap)
-            self._tracks[track_id] = track  # move to the most recent end
-        while len(self._tracks) > self.max_tracks:
-            self._tracks.popitem(last=False)  # evict the least recently updated
+        if len(ids) == 0:
+            return
+        frames = np.asarray(frames, np.float32)
+        rows = {track_id: n for n, track_id in enumerate(ids)}  # a repeated id keeps its last row
+        if len(rows) < len(ids):
+            frames = frames[list(rows.values())]
+        slots = []
+        for track_id in rows:
+            slot = self._slots.pop(track_id, None)
+            self._slots[track_id] = slot = slot if slot is not None else self._allocate(frames.shape[1:])
+            slots.append(slot)  # the id moved to the most recent end
+        slots = np.array(slots)
+        T = self.num_frames
+        head = self._head[slots]
+        newest = self._stamps[slots, head - 1]  # index -1 is the last ring slot, as (head - 1) % T
+        restart = (self._num_real[slots] == 0) | (stamp < newest) | (stamp - newest > self.max_gap)
+        same = ~restart & (stamp == newest)  # the same instant again: replace, don't stretch time
+        if not (restart.any() or same.any()):  # the usual frame: every track steps on
+            self._frames[slots, head] = frames
+            self._stamps[slots, head] = stamp
+            self._head[slots] = (head + 1) % T
+            self._num_real[slots] = np.minimum(self._num_real[slots] + 1, T)
+        else:
+            self._update_mixed(slots, frames, stamp, restart, same)
+        while len(self._slots) > self.max_tracks:
+            self._release(next(iter(self._slots)))  # evict the least recently updated
+
+    def _update_mixed(self, slots, frames, stamp, restart, same):
+        T = self.num_frames
+        step = ~restart & ~same
+        s = slots[restart]
+        self._frames[s] = frames[restart][:, None]
+        self._stamps[s] = stamp
+        self._head[s], self._num_real[s] = 0, 1
+        s = slots[same]
+        self._frames[s, (self._head[s] - 1) % T] = frames[same]
+        s = slots[step]
+        self._frames[s, self._head[s]] = frames[step]
+        self._stamps[s, self._head[s]] = stamp
+        self._head[s] = (self._head[s] + 1) % T
+        self._num_real[s] = np.minimum(self._num_real[s] + 1, T)
 
     def num_real_frames(self, track_id: str) -> int:
         """Frames seen since the track (re)started; 0 for an unknown id."""
-        track = self._tracks.get(track_id)
-        return track.num_real if track is not None else 0
+        slot = self._slots.get(track_id)
+        return int(self._num_real[slot]) if slot is not None else 0
+
+    def num_real_frames_of(self, ids: list[str]) -> np.ndarray:
+        """num_real_frames for many ids at once (P,)."""
+        slots = np.array([self._slots.get(i, -1) for i in ids], np.int64)
+        out = np.zeros(len(slots), np.int64)
+        known = slots >= 0
+        out[known] = self._num_real[slots[known]]
+        return out
 
     def stamp_at(self, track_id: str, k: int) -> float:
-        return self._tracks[track_id].stamp_at(k)
+        """Stamp of window frame T-1-k (k frames before the newest)."""
+        slot = self._slots[track_id]
+        return float(self._stamps[slot, (self._head[slot] - 1 - k) % self.num_frames])
 
     def windows(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """-> frames (P,T,17,3) float32 and stamps (P,T), oldest first. KeyError for unknown ids."""
-        tracks = [self._tracks[i] for i in ids]
-        shape = tracks[0].frames.shape if tracks else (self.num_frames, NUM_JOINTS, 3)
-        frames = np.empty((len(ids),) + shape, np.float32)
-        stamps = np.empty((len(ids), self.num_frames), np.float64)
-        for n, track in enumerate(tracks):
-            track.copy_into(frames[n], stamps[n])
-        return frames, stamps
+        if not ids:
+            return (np.empty((0, self.num_frames) + self._frames.shape[2:], np.float32),
+                    np.empty((0, self.num_frames), np.float64))
+        slots = np.array([self._slots[i] for i in ids])[:, None]
+        ring = self._head[slots] + self._offsets  # (P,T) ring indices, oldest first
+        ring %= self.num_frames
+        return self._frames[slots, ring], self._stamps[slots, ring]
