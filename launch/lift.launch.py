@@ -56,4 +56,5 @@ def generate_launch_description() -> LaunchDescription:
         arguments=["-d", str(share / "config" / "posemoe.rviz")],
         condition=IfCondition(arg("rviz")),
     )
-    return LaunchDescription(args + [lift, rviz])
+    # rviz first: if rviz2 is missing, launch fails before it starts a node it cannot stop
+    return LaunchDescription(args + [rviz, lift])

@@ -61,11 +61,22 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def _start(weights, domain: int) -> subprocess.Popen:
+def _start(weights, domain: int, *params: str) -> subprocess.Popen:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONPATH=str(REPO), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    return subprocess.Popen([sys.executable, str(REPO / "scripts" / "lift_node"), "--ros-args", "-p",
-                             f"weights:={weights}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    overrides = [arg for p in (f"weights:={weights}",) * bool(weights) + params for arg in ("-p", p)]
+    return subprocess.Popen([sys.executable, str(REPO / "scripts" / "lift_node"), "--ros-args", *overrides],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_bad_start_up_parameters_stop_the_node_with_one_line_naming_them():
+    bad = {"lookahead:=1000": "lookahead", "lookahead:=abc": "lookahead", "input_reliability:=foo": "input_reliability",
+           "device:=tpu": "device"}
+    procs = {p: _start("", next_domain_id(), p) for p in bad}
+    for param, proc in procs.items():
+        out, _ = proc.communicate(timeout=START_LIMIT_S)
+        lines = [line for line in out.splitlines() if line.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in out, (param, out)
+        assert "cannot start" in lines[0] and bad[param] in lines[0], (param, lines[0])
 
 
 def test_bad_weights_stop_the_node_with_one_clear_line_and_pickles_are_never_loaded(tmp_path):

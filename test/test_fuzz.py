@@ -505,7 +505,8 @@ def test_fuzzed_depth_and_images_cost_only_themselves(ros_context):
             kps = np.concatenate([uv[i], np.full((17, 1), 0.95)], -1)
             msg = _msg(stamp, "h36m17", [("w", kps)], IW, IH)
             if rng.random() < 0.05:  # a malformed keypoint message in the pairing path too
-                msg.header.stamp.sec, expected["invalid_stamp"] = -1, expected["invalid_stamp"] + 1
+                # keypoints, depth and image each count: all three are screened before the synchroniser
+                msg.header.stamp.sec, expected["invalid_stamp"] = -1, expected["invalid_stamp"] + 3
                 msg.header.stamp.nanosec = 0
                 depth.header, image.header = msg.header, msg.header
                 for pub, m in ((h.pub_image, image), (h.pub_depth, depth), (h.pub_kp, msg)):

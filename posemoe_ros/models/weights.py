@@ -27,9 +27,18 @@ def save_weights(model: nn.Module, path, extra_metadata: dict[str, str] | None =
     return path
 
 
+# First bytes of the formats torch.save writes (zip archive, legacy pickle): refused with a clear
+# reason, never opened, since unpickling a file can run any code in it.
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
 def model_metadata(path) -> dict[str, str]:
     """The file's metadata (model, config JSON, and whatever extra_metadata was saved)."""
     path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(4).startswith(_PICKLE_MAGIC):
+            raise ValueError(f"{path} is a PyTorch/pickle file, not safetensors; pickles are never loaded "
+                             "(unpickling can run code): convert it with save_weights")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -50,7 +59,12 @@ def load_model(path, device="cpu") -> nn.Module:
         config = json.loads(metadata["config"])
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: config metadata is not valid JSON: {exc}") from None
-    model = build_model(metadata["model"], **config)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: config metadata is a JSON {type(config).__name__}, not an object")
+    try:
+        model = build_model(metadata["model"], **config)
+    except (TypeError, ValueError, RuntimeError) as exc:  # unknown model/preset/field, values of the wrong type
+        raise ValueError(f"{path}: metadata describes no buildable model ({exc})") from None
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
@@ -68,8 +82,9 @@ def check_state_dict(model: nn.Module, state: dict, source="weights"):
     mismatched = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
                         for k, v in expected.items() if k in state and state[k].shape != v.shape)
     if missing or unexpected or mismatched:
-        problems = [f"{label} ({len(names)}): {', '.join(names)}"
+        def listed(names, most=3):  # one line, however many tensors differ
+            return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+        problems = [f"{label} ({len(names)}): {listed(names)}"
                     for label, names in (("missing", missing), ("unexpected", unexpected),
                                          ("shape mismatch", mismatched)) if names]
-        raise ValueError(f"{source} does not match {model.name} {model_config_dict(model)}:\n  "
-                         + "\n  ".join(problems))
+        raise ValueError(f"{source} does not match {model.name} {model_config_dict(model)}: " + "; ".join(problems))

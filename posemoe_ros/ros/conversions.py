@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import zlib
+from collections import Counter
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -17,16 +18,43 @@ from posemoe_ros.msg import Skeleton3D, Skeleton3DArray
 from posemoe_ros.skeleton import BONES, JOINT_NAMES
 
 
-class InputError(ValueError):
-    """A message the node cannot use; `reason` is the short key counted in diagnostics."""
+# Larger than any camera's side, px. uint32 sizes cannot be negative; a publisher's -1 arrives
+# wrapped to 2**32 - 1, far above this bound, and is rejected like a zero size.
+MAX_IMAGE_SIDE = 100_000
 
-    def __init__(self, reason: str, detail: str):
+
+class InputError(ValueError):
+    """A message the node cannot use; `reason` is the short key counted in diagnostics, `count`
+    how many items (people, keypoints) it stands for."""
+
+    def __init__(self, reason: str, detail: str, count: int = 1):
         super().__init__(detail)
         self.reason = reason
+        self.count = count
 
 
 def stamp_ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def checked_stamp_ns(stamp, now_ns: int = 0, max_ahead_s: float = 0.0) -> int:
+    """A header stamp in ns, or InputError('invalid_stamp').
+
+    Rejected: zero (an unset header), negative (int32 sec allows it, ROS time does not), nanosec
+    not below 1e9, and more than max_ahead_s ahead of `now_ns` (skipped while now_ns is 0, as
+    under sim time before /clock, or when max_ahead_s is 0). A stamp older than the previous
+    one is valid: a looping bag; the lifter resets its tracks.
+    """
+    if stamp.nanosec >= 1_000_000_000:
+        raise InputError("invalid_stamp", f"stamp nanosec {stamp.nanosec} is not below 1e9")
+    ns = stamp_ns(stamp)
+    if ns <= 0:
+        raise InputError("invalid_stamp", f"stamp {stamp.sec}.{stamp.nanosec:09d} is "
+                         + ("zero (header stamp not set?)" if ns == 0 else "negative"))
+    if now_ns > 0 and max_ahead_s > 0 and ns - now_ns > max_ahead_s * 1e9:
+        raise InputError("invalid_stamp", f"stamp {(ns - now_ns) * 1e-9:.0f} s ahead of this node's clock "
+                         f"(max_stamp_ahead={max_ahead_s:g} s; clocks not synchronised?)")
+    return ns
 
 
 def duration_msg(seconds: float) -> Duration:
@@ -34,27 +62,36 @@ def duration_msg(seconds: float) -> Duration:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def keypoints_from_msg(msg, max_people: int):
+def keypoints_from_msg(msg, max_people: int, dropped: Counter | None = None):
     """Skeleton2DArray -> (ids list[str], uv (P,K,2) float64 pixels, conf (P,K) float64).
 
     Raises InputError for a message that cannot be lifted at all. Non-finite keypoints are
     kept (layout mapping marks them missing), so one bad joint never costs a whole person.
+    With `dropped`, people whose keypoint count does not fit the layout are left out and counted
+    there (the others are lifted); without it, or when nobody is left, they fail the message.
     """
     if msg.layout not in LAYOUTS:
-        raise InputError("unknown_layout", f"unknown keypoint layout '{msg.layout}' (known: {', '.join(LAYOUTS)})")
-    if msg.width == 0 or msg.height == 0:
-        raise InputError("bad_image_size", f"image size {msg.width}x{msg.height} is empty")
+        shown = msg.layout if len(msg.layout) <= 40 else msg.layout[:40] + "..."  # a junk string must not flood the log
+        raise InputError("unknown_layout", f"unknown keypoint layout '{shown}' (known: {', '.join(LAYOUTS)})")
+    if not (0 < msg.width <= MAX_IMAGE_SIDE and 0 < msg.height <= MAX_IMAGE_SIDE):
+        raise InputError("bad_image_size", f"image size {msg.width}x{msg.height} is empty or above "
+                         f"{MAX_IMAGE_SIDE} px (a negative size cast to uint32?)")
     if len(msg.skeletons) > max_people:
         raise InputError("too_many_people", f"{len(msg.skeletons)} people exceed max_people={max_people}")
     expected = LAYOUTS[msg.layout]
-    bad = [i for i, s in enumerate(msg.skeletons) if len(s.keypoints) != expected]
+    people = msg.skeletons
+    bad = [i for i, s in enumerate(people) if len(s.keypoints) != expected]
     if bad:
-        got = len(msg.skeletons[bad[0]].keypoints)
-        raise InputError("wrong_keypoint_count",
-                         f"layout '{msg.layout}' has {expected} keypoints, person {bad[0]} has {got}")
-    values = np.array([[(k.x, k.y, k.confidence) for k in s.keypoints] for s in msg.skeletons],
-                      dtype=np.float64).reshape(len(msg.skeletons), expected, 3)
-    return [s.id for s in msg.skeletons], values[..., :2], values[..., 2]
+        detail = (f"layout '{msg.layout}' has {expected} keypoints, person {bad[0]} has "
+                  f"{len(people[bad[0]].keypoints)} ({len(bad)} of {len(people)} people wrong)")
+        if dropped is None or len(bad) == len(people):
+            raise InputError("wrong_keypoint_count", detail, count=len(bad))
+        dropped["wrong_keypoint_count"] += len(bad)
+        skip = set(bad)
+        people = [s for i, s in enumerate(people) if i not in skip]
+    values = np.array([[(k.x, k.y, k.confidence) for k in s.keypoints] for s in people],
+                      dtype=np.float64).reshape(len(people), expected, 3)
+    return [s.id for s in people], values[..., :2], values[..., 2]
 
 
 _DISTORTION_LENGTHS = {"plumb_bob": (5,), "rational_polynomial": (8,), "": (0, 4, 5, 8, 12, 14)}
@@ -66,6 +103,8 @@ def intrinsics_from_camera_info(msg):
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise InputError("bad_camera_info", f"camera intrinsics unusable (fx={K[0, 0]}, fy={K[1, 1]}); all-zero K "
                          "means an uncalibrated camera")
+    if not np.array_equal(K[2], [0.0, 0.0, 1.0]):
+        raise InputError("bad_camera_info", f"camera matrix K's last row is {K[2].tolist()}, not [0, 0, 1]")
     dist = np.asarray(msg.d, dtype=np.float64)
     model = msg.distortion_model
     if model not in _DISTORTION_LENGTHS:
@@ -110,6 +149,8 @@ def transforms(header, people, prefix: str) -> list[TransformStamped]:
     out = []
     for p in people:
         origin, rotation = body_frame(p.positions)
+        if not (np.all(np.isfinite(rotation)) and abs(np.linalg.det(rotation) - 1.0) < 1e-3):
+            continue  # a degenerate pose (hips and thorax together) has no body frame; its joints still publish
         body = body_frame_name(prefix, p.id)
         out.append(_transform(header, header.frame_id, body, origin, rotation_to_quaternion(rotation)))
         offsets = joint_offsets_in_body(p.positions, origin, rotation)
@@ -154,14 +195,39 @@ def fallback_intrinsics(fx: float, fy: float, cx: float, cy: float, width: int, 
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), np.zeros(0)
 
 
-def depth_from_msg(msg) -> np.ndarray:
-    """Aligned depth image (16UC1 mm or 32FC1 m) -> (H, W) float32 metres, NaN where invalid."""
+# Bytes per pixel of the image encodings the node reads (the overlay's and the depth's).
+IMAGE_ENCODINGS = {"mono8": 1, "8UC1": 1, "bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4, "mono16": 2, "16UC1": 2,
+                   "32FC1": 4}
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+
+
+def image_error(msg, encodings=tuple(IMAGE_ENCODINGS), size: tuple[int, int] | None = None) -> str | None:
+    """Why a sensor_msgs/Image cannot be read as it claims, or None. Checks the header fields
+    against each other without decoding: encoding, size, step, data length; and with `size`
+    (width, height), that the image has the keypoints' size (an aligned depth image must)."""
+    if msg.encoding not in encodings:
+        return f"encoding '{msg.encoding}' is not one of {', '.join(encodings)}"
+    if not (0 < msg.width <= MAX_IMAGE_SIDE and 0 < msg.height <= MAX_IMAGE_SIDE):
+        return f"image size {msg.width}x{msg.height} is empty or above {MAX_IMAGE_SIDE} px"
+    if msg.step < msg.width * IMAGE_ENCODINGS[msg.encoding]:
+        return f"step {msg.step} is below width {msg.width} x {IMAGE_ENCODINGS[msg.encoding]} bytes"
+    if len(msg.data) != msg.step * msg.height:
+        return f"{len(msg.data)} data bytes, not step {msg.step} x height {msg.height}"
+    if size is not None and (msg.width, msg.height) != tuple(size):
+        return f"image is {msg.width}x{msg.height}, the keypoints' image {size[0]}x{size[1]} (not aligned?)"
+    return None
+
+
+def depth_from_msg(msg, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Aligned depth image (16UC1 mm or 32FC1 m) -> (H, W) float32 metres, NaN where invalid.
+    InputError('bad_depth_image') for an image that is malformed or, with `size`, not that size."""
     from posemoe_ros.ros.fallbacks import image_to_numpy
     from posemoe_ros.root_translation import depth_to_metres
 
-    if msg.encoding not in ("16UC1", "32FC1"):
-        raise InputError("bad_depth_image", f"depth encoding '{msg.encoding}' is neither 16UC1 (mm) nor 32FC1 (m)")
+    error = image_error(msg, DEPTH_ENCODINGS, size)
+    if error:
+        raise InputError("bad_depth_image", f"depth image unusable: {error}")
     try:
         return depth_to_metres(image_to_numpy(msg), msg.encoding)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # cv_bridge's CvBridgeError is a TypeError
         raise InputError("bad_depth_image", str(exc)) from exc

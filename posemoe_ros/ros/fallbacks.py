@@ -19,9 +19,9 @@ except ImportError:
     TransformBroadcaster = None
 
 try:
-    from message_filters import ApproximateTimeSynchronizer, Subscriber
+    from message_filters import ApproximateTimeSynchronizer
 except ImportError:
-    ApproximateTimeSynchronizer = Subscriber = None
+    ApproximateTimeSynchronizer = None
 
 try:
     from cv_bridge import CvBridge
@@ -50,18 +50,27 @@ class _TopicTransformBroadcaster:
 
 
 class _Subscriber:
-    """message_filters.Subscriber: a subscription whose messages feed registered callbacks."""
+    """message_filters.Subscriber's part as a synchroniser input (registerCallback(cb, *args)),
+    used with the real synchroniser too: a stamp rclpy.Time cannot hold (negative seconds,
+    nanosec >= 1e9) goes to `on_invalid` instead, because the real ApproximateTimeSynchronizer
+    raises on it inside the executor, which would end the node."""
 
-    def __init__(self, node, msg_type, topic: str, qos_profile=10):
+    def __init__(self, node, msg_type, topic: str, qos_profile=10, on_invalid=None):
         self._callbacks = []
+        self._on_invalid = on_invalid
         self.sub = node.create_subscription(msg_type, topic, self._on_message, qos_profile)
 
-    def registerCallback(self, callback):  # noqa: N802
-        self._callbacks.append(callback)
+    def registerCallback(self, callback, *args):  # noqa: N802
+        self._callbacks.append((callback, args))
 
     def _on_message(self, msg):
-        for callback in self._callbacks:
-            callback(msg)
+        stamp = msg.header.stamp
+        if stamp.sec < 0 or stamp.nanosec >= 1_000_000_000:
+            if self._on_invalid is not None:
+                self._on_invalid(msg)
+            return
+        for callback, args in self._callbacks:
+            callback(msg, *args)
 
 
 class _ApproximateTimeSynchronizer:
@@ -139,9 +148,9 @@ def make_transform_broadcaster(node):
     return TransformBroadcaster(node) if TransformBroadcaster is not None else _TopicTransformBroadcaster(node)
 
 
-def make_subscriber(node, msg_type, topic: str, qos_profile):
-    cls = Subscriber if Subscriber is not None else _Subscriber
-    return cls(node, msg_type, topic, qos_profile=qos_profile)
+def make_subscriber(node, msg_type, topic: str, qos_profile, on_invalid=None):
+    """A synchroniser input; ours in every install (see _Subscriber: it screens stamps)."""
+    return _Subscriber(node, msg_type, topic, qos_profile=qos_profile, on_invalid=on_invalid)
 
 
 def make_synchronizer(subscribers, queue_size: int, slop: float):

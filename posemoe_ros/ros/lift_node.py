@@ -7,11 +7,15 @@ itself (layouts, tracks, model, root solve) is posemoe_ros.lifter.Lifter, which 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+import traceback
+from collections import Counter
 from dataclasses import dataclass
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -24,7 +28,8 @@ from posemoe_ros.lifter import Lifter, LifterConfig, ModelLoadError
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros import conversions, fallbacks
 from posemoe_ros.ros.conversions import InputError
-from posemoe_ros.ros.diagnostics import NodeStats, diagnostic_array
+from posemoe_ros.ros.diagnostics import INTERNAL_ERROR, NodeStats, diagnostic_array
+from posemoe_ros.ros.latest_inputs import LatestInputs
 from posemoe_ros.ros.overlay import draw_overlay
 
 
@@ -42,7 +47,12 @@ PARAMETERS = {
                      read_only=True),
     "device": Param("auto", "Inference device: auto (CUDA when available), cpu or cuda",
                     choices=("auto", "cpu", "cuda")),
-    "num_threads": Param(0, "CPU threads for inference; 0 = the library default", range=(0, 64)),
+    "backend": Param("onnxruntime", "CPU inference engine: onnxruntime (the faster on CPU, docs/performance.md) or "
+                     "torch; on CUDA the node always runs torch in fp16 (the onnxruntime here is the CPU build)",
+                     choices=("onnxruntime", "torch")),
+    "num_threads": Param(0, "CPU threads for inference; 0 = the backend's default (onnxruntime: one single-threaded "
+                         "session per core, at most 2, each lifting a share of the people; torch: all cores)",
+                         range=(0, 64)),
     "lookahead": Param(0, "Frames of delay traded for accuracy: 0 = causal (newest frame); k lifts the frame "
                        "k steps back and stamps it with that frame's stamp", range=(0, 242)),
     "min_confidence": Param(0.3, "Keypoints below this detector confidence are marked missing, not trusted",
@@ -63,7 +73,7 @@ PARAMETERS = {
                        read_only=True),
     "publish_overlay": Param(False, "Pair keypoints with the image and publish it with the input keypoints and "
                              "the reprojected 3D skeletons drawn on it", read_only=True),
-    "sync_slop": Param(0.05, "Greatest stamp difference (s) when pairing keypoints with image or depth",
+    "sync_slop": Param(0.015, "Greatest stamp difference (s) when pairing keypoints with image or depth",
                        range=(0.0, 1.0), read_only=True),
     "input_reliability": Param("best_effort", "QoS reliability of the inputs (must be compatible with the "
                                "publishers, or data is silently dropped)",
@@ -74,12 +84,15 @@ PARAMETERS = {
     "marker_lifetime": Param(0.5, "Seconds a marker stays in RViz without an update", range=(0.0, 60.0)),
     "diagnostics_period": Param(1.0, "Seconds between /diagnostics reports", range=(0.1, 60.0), read_only=True),
     "warn_period": Param(5.0, "Least seconds between two warnings of the same kind", range=(0.0, 3600.0)),
+    "max_stamp_ahead": Param(60.0, "Inputs stamped more than this (s) ahead of the node's clock are rejected "
+                             "(invalid_stamp): the next sane stamp would look like a jump back and reset every "
+                             "track; 0 = no check", range=(0.0, 1e9)),
     "autostart": Param(True, "Configure and activate at start-up", read_only=True),
 }
 
 # Parameters the Lifter reads; changing one at run time rebuilds its config (no reload).
 _LIFTER_PARAMETERS = ("lookahead", "min_confidence", "track_timeout", "max_gap", "match_distance", "max_tracks",
-                      "device", "num_threads")
+                      "device", "num_threads", "backend")
 
 
 def _descriptor(name: str, p: Param) -> ParameterDescriptor:
@@ -110,13 +123,25 @@ class LiftNode(Node):
         super().__init__("posemoe_lift", **kwargs)
         for name, p in PARAMETERS.items():
             self.declare_parameter(name, p.default, _descriptor(name, p))
+        for name in PARAMETERS:  # overrides from the command line or a YAML file skip the callback
+            reason = check_parameter(name, self.p(name))
+            if reason:
+                raise InvalidParameterValueException(name, self.p(name), reason)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = NodeStats()
         self.lifter: Lifter | None = None
         self._input_subscriptions = []
         self._camera = None  # (K, dist) from CameraInfo
         self._camera_error = None
+        self._configure_error = "configure failed"
         self._last_warning: dict[str, float] = {}
+        self._last_lifted_ns: int | None = None  # to count stamps that go back (tracks reset)
+        # Lifting runs on its own thread, fed the newest message per camera (docs/performance.md);
+        # the lock keeps parameter updates and diagnostics from racing a lift.
+        self._inbox: LatestInputs | None = None
+        self._lift_thread: threading.Thread | None = None
+        self._lifter_lock = threading.Lock()
+        self.tf_broadcaster = None
         if self.get_parameter("autostart").value:
             self.trigger_configure()
             if self.lifter is None:
@@ -135,9 +160,10 @@ class LiftNode(Node):
         if self.lifter is not None and any(p.name in _LIFTER_PARAMETERS for p in params):
             values = {p.name: p.value for p in params}
             try:
-                self.lifter.update_config(self._lifter_config(**values))
-            except (ValueError, RuntimeError) as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
+                with self._lifter_lock:
+                    self.lifter.update_config(self._lifter_config(**values))
+            except Exception as exc:  # noqa: BLE001 - ValueError/RuntimeError: settings it cannot meet
+                return SetParametersResult(successful=False, reason=str(exc) or repr(exc))
         return SetParametersResult(successful=True)
 
     def _lifter_config(self, **overrides) -> LifterConfig:
@@ -148,16 +174,18 @@ class LiftNode(Node):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             self.lifter = Lifter.from_weights(self.p("weights") or None, self._lifter_config())
-        except ModelLoadError as exc:
-            self._configure_error = str(exc)
-            self.get_logger().fatal(str(exc))
+        except Exception as exc:  # noqa: BLE001 - ModelLoadError, or anything else: one line, no traceback wall
+            self._configure_error = str(exc) if isinstance(exc, ModelLoadError) else f"cannot load the model: {exc!r}"
+            self.get_logger().fatal(self._configure_error)
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"loaded {self.lifter.model_description} on {self.lifter.device}")
+        self.get_logger().info(f"loaded {self.lifter.model_description} on {self.lifter.device} "
+                               f"({self.lifter.backend})")
         self.pub_skeletons = self.create_lifecycle_publisher(Skeleton3DArray, "skeletons_3d", 10)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "skeleton_markers", 10)
         self.pub_overlay = self.create_lifecycle_publisher(Image, "overlay", qos_profile_sensor_data)
         self.pub_diagnostics = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.tf_broadcaster = fallbacks.make_transform_broadcaster(self)
+        if self.tf_broadcaster is None:  # once per node: it has no destroy, and cleanup must not leak it
+            self.tf_broadcaster = fallbacks.make_transform_broadcaster(self)
         self.diagnostics_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
         return TransitionCallbackReturn.SUCCESS
 
@@ -169,21 +197,42 @@ class LiftNode(Node):
         paired = [(Image, "depth")] if self.p("use_depth") else []
         paired += [(Image, "image")] if self.p("publish_overlay") else []
         if paired:  # keypoints + depth and/or image, matched by stamp
-            subs = [fallbacks.make_subscriber(self, Skeleton2DArray, "keypoints_2d", qos)]
-            subs += [fallbacks.make_subscriber(self, t, topic, qos) for t, topic in paired]
+            # A stamp the synchroniser cannot hold is screened out before it: keypoints go on to
+            # _queue_input, which counts them as invalid_stamp; images are counted here.
+            subs = [fallbacks.make_subscriber(self, Skeleton2DArray, "keypoints_2d", qos,
+                                              on_invalid=lambda msg: self._queue_input(msg, None, None))]
+            subs += [fallbacks.make_subscriber(self, t, topic, qos, on_invalid=self._on_image_invalid_stamp)
+                     for t, topic in paired]
             self._sync = fallbacks.make_synchronizer(subs, queue_size=10, slop=self.p("sync_slop"))
             self._sync.registerCallback(self._on_keypoints_paired)
             self._input_subscriptions += [s.sub for s in subs]
         else:
             self._input_subscriptions.append(
                 self.create_subscription(Skeleton2DArray, "keypoints_2d", self._on_keypoints, qos))
+        self._inbox = LatestInputs()
+        self._lift_thread = threading.Thread(target=self._lift_loop, args=(self._inbox,), name="lift", daemon=True)
+        self._lift_thread.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         for sub in self._input_subscriptions:
             self.destroy_subscription(sub)
         self._input_subscriptions.clear()
+        self._stop_lifting()
         return super().on_deactivate(state)
+
+    def _stop_lifting(self):
+        """Stop the lifting thread after its current frame; pending inputs count as dropped."""
+        if getattr(self, "_lift_thread", None) is None:  # also a node whose __init__ failed early
+            return
+        self.stats.count_dropped(self._inbox.clear())
+        self._inbox.close()
+        self._lift_thread.join(timeout=10.0)
+        self._lift_thread = None
+
+    def destroy_node(self):
+        self._stop_lifting()
+        super().destroy_node()
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self.destroy_timer(self.diagnostics_timer)
@@ -200,40 +249,116 @@ class LiftNode(Node):
             self._last_warning[reason] = now
             self.get_logger().warning(f"{text} [{reason}; counted in /diagnostics]")
 
+    def _internal_error(self, where: str):
+        """The last line of defence: a bug must not take the node down. Counted, logged with its
+        traceback at most once per warn_period."""
+        self.stats.reject(INTERNAL_ERROR)
+        now = time.monotonic()
+        if now - self._last_warning.get(INTERNAL_ERROR, -1e9) >= self.p("warn_period"):
+            self._last_warning[INTERNAL_ERROR] = now
+            self.get_logger().error(f"internal error in {where} [{INTERNAL_ERROR}; counted in /diagnostics]:\n"
+                                    + traceback.format_exc())
+
     def _on_camera_info(self, msg: CameraInfo):
         try:
             self._camera = conversions.intrinsics_from_camera_info(msg)
             self._camera_error = None
-        except InputError as exc:
+        except InputError as exc:  # the last good CameraInfo, if any, stays in use
             self.stats.reject(exc.reason)
             self._camera_error = str(exc)
             self._warn(exc.reason, str(exc))
+        except Exception:  # noqa: BLE001
+            self._internal_error("camera_info callback")
 
     def _on_keypoints(self, msg: Skeleton2DArray):
-        self._lift(msg, depth=None, image=None)
+        self._queue_input(msg, None, None)
 
     def _on_keypoints_paired(self, msg: Skeleton2DArray, *images):
         depth = images[0] if self.p("use_depth") else None
         image = images[-1] if self.p("publish_overlay") else None
-        self._lift(msg, depth, image)
+        self._queue_input(msg, depth, image)
 
-    def _lift(self, msg: Skeleton2DArray, depth, image):
+    def _on_image_invalid_stamp(self, msg: Image):
+        self.stats.reject("invalid_stamp")
+        self._warn("invalid_stamp", f"image or depth with an invalid stamp ignored: {msg.header.stamp}")
+
+    def _queue_input(self, msg: Skeleton2DArray, depth, image):
+        """Executor thread: validate the message (_validate), then hand it to the lifting thread,
+        replacing (and counting as dropped) a message from the same camera that it has not started
+        on yet. Nothing raises out of here: the catch-all is the last line of defence only."""
         received = time.perf_counter()
-        self.stats.inputs += 1
+        self.stats.count_input()
         try:
-            camera = self._intrinsics(msg)
-            if camera is None:
-                return
-            ids, uv, conf = conversions.keypoints_from_msg(msg, self.p("max_people"))
-            depth_m = conversions.depth_from_msg(depth) if depth is not None else None
-            frame = self.lifter.process(conversions.stamp_ns(msg.header.stamp), msg.layout, ids, uv, conf,
-                                        *camera, depth=depth_m)
+            item = self._validate(msg, depth, image)
         except InputError as exc:
-            self.stats.reject(exc.reason)
+            self.stats.reject(exc.reason, exc.count)
             self._warn(exc.reason, f"dropped keypoints: {exc}")
             return
+        except Exception:  # noqa: BLE001
+            self._internal_error("keypoints callback")
+            return
+        if item is not None and self._inbox.put(msg.header.frame_id, item + (received,)):
+            self.stats.count_dropped()
+
+    def _validate(self, msg: Skeleton2DArray, depth, image):
+        """Executor thread, before the inbox: every rejection is counted (none is lost to a newer
+        message) and junk never displaces a valid message waiting there. InputError for a message
+        that cannot be lifted; a bad depth or image only costs itself. -> inbox item, or None."""
+        stamp = conversions.checked_stamp_ns(msg.header.stamp, self.get_clock().now().nanoseconds,
+                                             self.p("max_stamp_ahead"))
+        dropped = Counter()
+        ids, uv, conf = conversions.keypoints_from_msg(msg, self.p("max_people"), dropped)
+        for name, other, encodings, size in (("bad_depth_image", depth, conversions.DEPTH_ENCODINGS,
+                                              (msg.width, msg.height)),
+                                             ("bad_image", image, tuple(conversions.IMAGE_ENCODINGS), None)):
+            error = conversions.image_error(other, encodings, size) if other is not None else None
+            if error:
+                dropped[name] += 1
+                self._warn(name, f"{name.replace('_', ' ')} ignored, lifting without it: {error}")
+        depth = None if dropped["bad_depth_image"] else depth
+        image = None if dropped["bad_image"] else image
+        for reason, count in dropped.items():
+            self.stats.reject(reason, count)
+            if reason == "wrong_keypoint_count":
+                self._warn(reason, f"{count} person(s) with a keypoint count that does not fit "
+                                   f"'{msg.layout}' left out")
+        camera = self._intrinsics(msg)
+        if camera is None:
+            return None
+        return (msg, (stamp, ids, uv, conf, camera), depth, image)
+
+    def _lift_loop(self, inbox: LatestInputs):
+        """Lifting thread: newest pending message per camera, one at a time, until the inbox closes."""
+        while True:
+            item = inbox.take(timeout=1.0)
+            if item is None:
+                if inbox.closed:
+                    return
+                continue
+            with self._lifter_lock:
+                try:
+                    self._lift(*item)
+                except Exception:  # noqa: BLE001 - a bug must not end lifting for the node's lifetime
+                    self._internal_error("lifting")
+
+    def _lift(self, msg: Skeleton2DArray, parsed, depth, image, received: float):
+        """Lifting thread: one validated message (see _validate) through the lifter, then publish."""
+        stamp, ids, uv, conf, camera = parsed
+        depth_m = None
+        if depth is not None:
+            try:
+                depth_m = conversions.depth_from_msg(depth, (msg.width, msg.height))
+            except InputError as exc:  # well-formed but undecodable after all: lift without it
+                self.stats.reject(exc.reason)
+                self._warn(exc.reason, f"depth image ignored: {exc}")
+        if self._last_lifted_ns is not None and stamp < self._last_lifted_ns:
+            self.stats.count_time_reset()
+            self._warn("time_reset", f"stamp went back {(self._last_lifted_ns - stamp) * 1e-9:.3f} s (a looping "
+                                     "bag or a restarted clock?): every track restarts")
+        self._last_lifted_ns = stamp
+        frame = self.lifter.process(stamp, msg.layout, ids, uv, conf, *camera, depth=depth_m)
         for reason, count in frame.warnings.items():
-            self.stats.rejected[reason] += count
+            self.stats.reject(reason, count)
             self._warn(reason, f"{count} keypoint(s) or people ignored in one message: {reason}")
         if frame.people is None:  # every track still filling its lookahead
             return
@@ -246,8 +371,7 @@ class LiftNode(Node):
             self.pub_markers.publish(conversions.marker_array(header, frame.people, self.p("marker_lifetime")))
         if image is not None:
             self.pub_overlay.publish(draw_overlay(image, frame, camera[0]))
-        self.stats.outputs += 1
-        self.stats.latencies.append(latency)
+        self.stats.count_output(latency)
 
     def _intrinsics(self, msg: Skeleton2DArray):
         """CameraInfo's (K, dist); else the fallback parameters; else None (wait, warned)."""
@@ -264,10 +388,13 @@ class LiftNode(Node):
         if self.lifter is None:
             return
         waiting = "camera_info" if self._camera is None and self.p("fx") <= 0 else None
-        self.pub_diagnostics.publish(diagnostic_array(
-            self.get_clock().now().to_msg(), f"{self.get_name()}: lifting", self.get_fully_qualified_name(),
-            self.stats, people_tracked=self.lifter.num_tracks, device=str(self.lifter.device),
-            model=self.lifter.model_description, camera_error=self._camera_error, waiting_for=waiting))
+        with self._lifter_lock:  # the lifting thread updates the same counters
+            diagnostics = diagnostic_array(
+                self.get_clock().now().to_msg(), f"{self.get_name()}: lifting", self.get_fully_qualified_name(),
+                self.stats, people_tracked=self.lifter.num_tracks,
+                device=f"{self.lifter.device} ({self.lifter.backend})", model=self.lifter.model_description,
+                camera_error=self._camera_error, waiting_for=waiting)
+        self.pub_diagnostics.publish(diagnostics)
 
 
 def main(args=None) -> int:
@@ -276,6 +403,10 @@ def main(args=None) -> int:
         node = LiftNode()
     except ModelLoadError:
         # on_configure already logged the one FATAL line that says why
+        rclpy.try_shutdown()
+        return 1
+    except ParameterException as exc:  # an override out of range, of the wrong type or choice
+        rclpy.logging.get_logger("posemoe_lift").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
     try:
