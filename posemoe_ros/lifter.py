@@ -7,6 +7,7 @@ call `Lifter.process` once per keypoint message.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,12 +18,21 @@ import torch
 
 from posemoe_ros.camera import pixels_to_normalized
 from posemoe_ros.layouts import to_h36m
+from posemoe_ros.models.export import OnnxLifter, cached_onnx
 from posemoe_ros.models.weights import load_model
+from posemoe_ros.optical_axis import rotate_normalized, rotate_points_back, rotation_to_axis
 from posemoe_ros.root_translation import robust_torso_depth, solve_root_translation
 from posemoe_ros.tracking import TrackAssigner, TrackManager
 
 DEFAULT_WEIGHTS = "posemoe_s.safetensors"
 MIN_CONFIDENT_JOINTS = 4  # fewer cannot pin down a root translation
+# Normalised coordinates beyond this (84 deg off the optical axis) are in no pinhole camera's view:
+# such keypoints (garbage like 1e30 px) are marked missing instead of reaching the model.
+MAX_VIEW_TAN = 10.0
+BACKENDS = ("onnxruntime", "torch")
+# onnxruntime with num_threads 0: one single-threaded session per core (at most 2), each lifting a
+# share of the people; faster than intra-op threads for these tiny ops (docs/performance.md).
+ORT_DEFAULT_PARALLEL = min(2, os.cpu_count() or 1)
 
 
 class ModelLoadError(RuntimeError):
@@ -42,7 +52,10 @@ class LifterConfig:
     match_distance: float = 0.5  # person heights
     max_tracks: int = 256
     device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = 0  # 0 = torch's default
+    num_threads: int = 0  # 0 = the backend's default (torch: all cores; onnxruntime: ORT_DEFAULT_PARALLEL)
+    # CPU inference engine. onnxruntime (the CPU build in requirements.txt) is the faster on CPU
+    # (docs/performance.md); on CUDA the lifter always runs torch in fp16 and says so in `backend`.
+    backend: str = "onnxruntime"  # onnxruntime | torch
 
 
 @dataclass
@@ -77,6 +90,8 @@ class Lifter:
         self.num_frames = model.config.num_frames
         self.model_description = description or type(model).__name__
         self.config = None
+        self.backend = None  # the engine actually running: "torch" or "onnxruntime"
+        self._run = None  # (P,T,17,3) float32 numpy -> same shape
         self.update_config(config)
         self._input_stamps: deque[int] = deque(maxlen=self.num_frames)
 
@@ -89,22 +104,29 @@ class Lifter:
             model = load_model(path)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load weights {path}: {exc}") from None
-        return cls(model, config, f"{path.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, "
-                                  f"T={model.config.num_frames})")
+        description = (f"{path.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, "
+                       f"T={model.config.num_frames})")
+        try:
+            return cls(model, config, description)
+        except (ValueError, RuntimeError) as exc:  # settings the model cannot meet, a backend that fails
+            raise ModelLoadError(f"cannot run {path.name}: {exc}") from None
 
     # ---- configuration ------------------------------------------------------------------------
     def update_config(self, config: LifterConfig):
-        """Apply new settings at run time; ValueError (nothing changed) if they cannot be met."""
+        """Apply new settings at run time; ValueError or RuntimeError (nothing changed) if they cannot be met.
+
+        A new backend, device or thread count rebuilds the engine (an onnxruntime switch exports the
+        model once per weights, cached on disk); the tracks are kept.
+        """
         if not 0 <= config.lookahead < self.num_frames:
             raise ValueError(f"lookahead {config.lookahead} must be below the model's window of {self.num_frames}")
+        if config.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not '{config.backend}'")
         device = resolve_device(config.device)
-        if self.config is None or config.device != self.config.device:
-            # fp16 halves latency on CUDA; on CPU fp32 is both faster and exact.
-            self.dtype = torch.float16 if device.type == "cuda" else torch.float32
-            self.model.to(device, self.dtype)
-            self.device = device
-        if config.num_threads > 0:
-            torch.set_num_threads(config.num_threads)
+        old = self.config
+        if old is None or (config.device, config.backend, config.num_threads) != (
+                old.device, old.backend, old.num_threads):
+            self._set_engine(device, config.backend, config.num_threads)
         if self.config is None:
             self.tracks = TrackManager(self.num_frames, timeout=config.track_timeout, max_gap=config.max_gap,
                                        max_tracks=config.max_tracks)
@@ -116,6 +138,26 @@ class Lifter:
             self.assigner.max_distance = config.match_distance
             self.assigner.timeout, self.assigner.max_tracks = config.track_timeout, config.max_tracks
         self.config = config
+
+    def _set_engine(self, device: torch.device, backend: str, num_threads: int):
+        """Move the model and (re)build the forward function; on failure nothing changes."""
+        # fp16 halves latency on CUDA; on CPU fp32 is both faster and exact.
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda" or backend == "torch":
+            backend, run = "torch", self._torch_forward
+        else:  # export once per weights (cached on disk), then one session per thread setting
+            self.model.to("cpu", torch.float32)
+            try:
+                run = OnnxLifter(cached_onnx(self.model), batch_parallel=num_threads or ORT_DEFAULT_PARALLEL)
+            except (ImportError, OSError, RuntimeError, ValueError) as exc:
+                if self._run is not None:
+                    self.model.to(self.device, self.dtype)  # back where the running engine expects it
+                raise RuntimeError(f"onnxruntime backend unavailable ({exc}); use backend torch") from exc
+            backend = "onnxruntime"
+        self.model.to(device, dtype)
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        self.device, self.dtype, self.backend, self._run = device, dtype, backend, run
 
     @property
     def num_tracks(self) -> int:
@@ -135,15 +177,13 @@ class Lifter:
             self._input_stamps.clear()  # a bag looped: the tracks reset themselves on the same test
         self._input_stamps.append(stamp_ns)
 
+        uv, conf = self._screen_keypoints(np.asarray(uv, np.float64), np.asarray(conf, np.float64), K, warnings)
         uv17, conf17 = to_h36m(layout, uv, conf, cfg.min_confidence)  # (P,17,2), (P,17)
-        nonfinite = int((~np.isfinite(uv)).any(-1).sum())
-        if nonfinite:
-            warnings["nonfinite_keypoints"] += nonfinite
         keep = (conf17 > 0).sum(1) >= MIN_CONFIDENT_JOINTS
-        if (~keep).any():
+        if not keep.all():
             warnings["too_few_keypoints"] += int((~keep).sum())
-        ids = [i for i, k in zip(ids, keep) if k]
-        uv17, conf17 = uv17[keep], conf17[keep]
+            ids = [i for i, k in zip(ids, keep) if k]
+            uv17, conf17 = uv17[keep], conf17[keep]
 
         ids, duplicates = self.assigner.fill_ids(ids, uv17, conf17, stamp)
         if duplicates:  # row indices of repeated ids; the first person with an id keeps it
@@ -154,7 +194,11 @@ class Lifter:
             uv17, conf17 = uv17[unique], conf17[unique]
 
         xy = pixels_to_normalized(uv17, K, dist if np.any(dist) else None)  # (P,17,2)
-        xy = np.where(conf17[..., None] > 0, np.nan_to_num(xy), 0.0)
+        in_view = (np.abs(xy) <= MAX_VIEW_TAN).all(-1)  # False for NaN too: a wild distortion model
+        if (~in_view & (conf17 > 0)).any():
+            warnings["out_of_view_keypoints"] += int((~in_view & (conf17 > 0)).sum())
+            conf17 = np.where(in_view, conf17, 0.0)
+        xy = np.where(conf17[..., None] > 0, xy, 0.0)
         frames = np.concatenate([xy, conf17[..., None]], -1).astype(np.float32)  # (P,17,3)
         self.tracks.update(ids, frames, stamp)
 
@@ -163,37 +207,68 @@ class Lifter:
         if len(self._input_stamps) <= k:
             return LiftedFrame(stamp_ns, None, k, warnings)
         target_ns = self._input_stamps[-1 - k]
-        ready = [i for i in ids if self.tracks.num_real_frames(i) > k]
-        if not ready:
+        rows = np.flatnonzero(self.tracks.num_real_frames_of(ids) > k)  # rows of this frame's people
+        if len(rows) == 0:
             return LiftedFrame(target_ns, [] if k == 0 else None, k, warnings)
-        windows, stamps = self.tracks.windows(ready)  # (P,T,17,3), (P,T)
+        windows, stamps = self.tracks.windows([ids[r] for r in rows])  # (P,T,17,3), (P,T)
         in_step = np.abs(stamps[:, -1 - k] - target_ns * 1e-9) < 1e-6  # seen in that very frame
-        ready = [i for i, ok in zip(ready, in_step) if ok]
-        windows = windows[in_step]
-        if not ready:
+        if not in_step.all():
+            rows, windows = rows[in_step], windows[in_step]
+        if len(rows) == 0:
             return LiftedFrame(target_ns, [] if k == 0 else None, k, warnings)
 
-        pose_rel = self._forward(windows)[:, -1 - k]  # (P,17,3) root-relative metres
         frame_input = windows[:, -1 - k]  # (P,17,3) normalised xy + conf
-        depth_hint, source = None, 0
+        pose_rel = self._lift_on_axis(windows, frame_input)[:, -1 - k]  # (P,17,3) root-relative metres
+        depth_hint = None
         if depth is not None and k == 0:
-            rows = [ids.index(i) for i in ready]
             depth_hint = np.array([robust_torso_depth(depth, uv17[r], conf17[r]) for r in rows])
-            source = 1
         root, solved = solve_root_translation(pose_rel, frame_input[..., :2], frame_input[..., 2], depth_hint)
-        people = []
-        for n, person_id in enumerate(ready):
-            if not solved[n]:
-                warnings["root_unsolved"] += 1
-                continue
-            positions = pose_rel[n] + root[n]
-            from_depth = source if depth_hint is not None and np.isfinite(depth_hint[n]) else 0
-            uv_frame = frame_input[n, :, :2] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
-            people.append(LiftedPerson(person_id, positions, root[n].copy(), frame_input[n, :, 2].copy(),
-                                       from_depth, uv_frame))
+        solved &= np.isfinite(pose_rel).all((1, 2))  # never publish a NaN skeleton
+        if not solved.all():
+            warnings["root_unsolved"] += int((~solved).sum())
+        positions = pose_rel + root[:, None]  # (P,17,3) camera frame
+        uv_frame = frame_input[..., :2] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]  # (P,17,2) pixels
+        confidence = frame_input[..., 2].copy()  # (P,17); a copy, so results do not pin the windows
+        from_depth = np.isfinite(depth_hint) if depth_hint is not None else np.zeros(len(rows), bool)
+        people = [LiftedPerson(ids[r], positions[n], root[n], confidence[n], int(from_depth[n]), uv_frame[n])
+                  for n, r in enumerate(rows) if solved[n]]
         return LiftedFrame(target_ns, people, k, warnings)
 
-    @torch.inference_mode()
+    def _lift_on_axis(self, windows: np.ndarray, frame_input: np.ndarray) -> np.ndarray:
+        """Lift (P,T,17,3) windows in a view turned onto each person (posemoe_ros/optical_axis.py).
+
+        The model was trained with cameras aimed at the person; off-axis people come out shrunk
+        and too close. One rotation per window (towards the lifted frame's confidence-weighted
+        joint centre) keeps the motion rigid; the 3D result is rotated back.
+        """
+        conf = frame_input[..., 2:]  # (P,17,1)
+        centre = (frame_input[..., :2] * conf).sum(1) / np.maximum(conf.sum(1), 1e-6)  # (P,2)
+        R = rotation_to_axis(centre.astype(np.float64))  # (P,3,3)
+        view = windows.copy()
+        seen = windows[..., 2:] > 0
+        view[..., :2] = np.where(seen, rotate_normalized(windows[..., :2].astype(np.float64), R), 0.0)
+        return rotate_points_back(self._forward(view).astype(np.float64), R).astype(np.float32)
+
     def _forward(self, windows: np.ndarray) -> np.ndarray:
+        """(P,T,17,3) float32 model inputs -> (P,T,17,3) float32 root-relative poses, on the engine."""
+        return self._run(windows)
+
+    @staticmethod
+    def _screen_keypoints(uv: np.ndarray, conf: np.ndarray, K: np.ndarray, warnings: Counter):
+        """Count non-finite keypoints and mark the ones out of any view missing (NaN): (uv, conf)."""
+        if uv.shape[-1:] != (2,) or conf.shape != uv.shape[:-1]:
+            return uv, conf  # to_h36m says what is wrong with the shapes
+        finite = np.isfinite(uv).all(-1) & np.isfinite(conf)
+        if not finite.all():
+            warnings["nonfinite_keypoints"] += int((~finite).sum())
+        with np.errstate(invalid="ignore", over="ignore"):
+            far = finite & (np.abs((uv - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]]) > MAX_VIEW_TAN).any(-1)
+        if far.any():
+            warnings["out_of_view_keypoints"] += int(far.sum())
+            uv = np.where(far[..., None], np.nan, uv)
+        return uv, conf
+
+    @torch.inference_mode()
+    def _torch_forward(self, windows: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(windows).to(self.device, self.dtype)
         return self.model(x).float().cpu().numpy()
