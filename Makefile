@@ -12,5 +12,10 @@ ROS_ENV = AMENT_PREFIX_PATH=$(CURDIR)/.venv ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALH
 test: setup
 	$(ROS_ENV) .venv/bin/python -m pytest -q test
 
+# The whole system on a virtual camera, recorded and measured (docs/demo.md); results in out/demo/.
+# Options: make demo DEMO_ARGS="--duration 60 --people 5"
+demo: setup
+	$(ROS_ENV) .venv/bin/python -m posemoe_ros.ros.demo $(DEMO_ARGS)
+
 clean:
 	rm -rf build .venv

@@ -10,4 +10,7 @@ setup(
         "torch", "numpy", "scipy", "safetensors", "opencv-python-headless", "pyyaml", "tqdm",
         "matplotlib", "onnxruntime", "mcap", "mcap-ros2-support",
     ],
+    # The files CMakeLists.txt installs to bin; posemoe-lift reads and writes MCAP only where the
+    # ROS 2 message packages are importable, keypoint files (.json, .npz) lift without them.
+    scripts=["scripts/posemoe-train", "scripts/posemoe-eval", "scripts/posemoe-lift"],
 )

@@ -23,13 +23,14 @@ stamp=$VENV/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup_env: installing Python and ROS 2 packages into .venv"
-  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet --upgrade pip || echo "setup_env: pip upgrade failed; going on with the venv's pip"
   "$VENV/bin/pip" install --quiet -r requirements.txt
   # The build wheels' exported CMake files name the interpreter paths of the machine that built
   # them; point them at this interpreter's headers and numpy.
   pyinc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   npinc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
-  grep -rl --include='*.cmake' /opt/python/cp311-cp311 "$VENV/share" | xargs -r sed -i \
+  # (grep finds nothing once they are fixed: a re-run after a requirements change must go on)
+  { grep -rl --include='*.cmake' /opt/python/cp311-cp311 "$VENV/share" || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g" \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$pyinc#g"
   echo "$want" > "$stamp"

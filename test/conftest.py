@@ -1,12 +1,16 @@
 """Shared fixtures: an isolated rclpy context per test, and paths to the repo and its data."""
 import itertools
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The onnxruntime backend caches its ONNX export under XDG_CACHE_HOME: keep the suite's apart from
+# the user's (and hermetic in CI); child processes inherit it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="posemoe-test-cache-")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Each test gets its own DDS domain, so tests (and parallel CI runs) never see each other.
