@@ -19,33 +19,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.lift_node_peer import NS, LiftNodePeer, parameter_args, start_lift_node  # noqa: E402
 from posemoe_ros.camera import project  # noqa: E402
 from posemoe_ros.data.procedural import generate_motion  # noqa: E402
-from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3DArray  # noqa: E402
+from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray  # noqa: E402
 
 FRAME = "camera_optical_frame"
 W, H = 1280, 720
 K = np.array([[900.0, 0, 639.5], [0, 900.0, 359.5], [0, 0, 1]])
-NS = 1_000_000_000
 
 
 def people_clips(people: int, rate: float, seconds: float = 10.0, seed: int = 0) -> list[np.ndarray]:
@@ -62,57 +58,9 @@ def people_clips(people: int, rate: float, seconds: float = 10.0, seed: int = 0)
     return clips
 
 
-class Publisher:
-    """This side: publishers, a raw output subscription (stamp and people count from the CDR bytes),
-    the node's diagnostics."""
-
-    def __init__(self, context):
-        self.node = rclpy.create_node("load_bench", context=context)
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_kp = self.node.create_publisher(Skeleton2DArray, "keypoints_2d", reliable)
-        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", reliable)
-        self.outputs: dict[int, int] = {}  # stamp ns -> people in the output
-        self.diagnostics: list[dict] = []
-        self.node.create_subscription(Skeleton3DArray, "skeletons_3d", self._on_output,
-                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE), raw=True)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - the context shut down under the spinning thread
-            pass
-
-    def _on_output(self, data: bytes):
-        # CDR, little endian: 4-byte encapsulation, stamp (int32, uint32), frame_id (uint32 length +
-        # bytes), align 4, latency (int32, uint32), lookahead uint32, skeletons length uint32.
-        sec, nanosec = int.from_bytes(data[4:8], "little", signed=True), int.from_bytes(data[8:12], "little")
-        n = 16 + int.from_bytes(data[12:16], "little")
-        n += -n % 4
-        self.outputs[sec * NS + nanosec] = int.from_bytes(data[n + 12:n + 16], "little")
-
-    def _on_diagnostics(self, msg: DiagnosticArray):
-        for status in msg.status:
-            if status.name.endswith(": lifting"):
-                self.diagnostics.append({kv.key: kv.value for kv in status.values})
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-
-
-def start_node(domain: int, log_path: Path, params: list[str]) -> subprocess.Popen:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONPATH=str(REPO), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    env.setdefault("AMENT_PREFIX_PATH", str(REPO / ".venv"))
-    cmd = [sys.executable, str(REPO / "scripts" / "lift_node"), "--ros-args", "-p", "input_reliability:=reliable",
-           "-p", "device:=cpu", "-p", "diagnostics_period:=1.0"]
-    for p in params:
-        cmd += ["-p", p]
-    return subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+def start_node(domain: int, log_path: Path, params: list[str]):
+    return start_lift_node(domain, log_path, parameter_args(
+        ["input_reliability:=reliable", "device:=cpu", "diagnostics_period:=1.0", *params]))
 
 
 def keypoint_msg(stamp_ns: int, ids: list[str], uv: np.ndarray, rng) -> Skeleton2DArray:
@@ -139,7 +87,7 @@ def run(args) -> dict:
     node_ps = psutil.Process(proc.pid)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    bench = Publisher(context)
+    bench = LiftNodePeer(context, "load_bench", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     rng = np.random.default_rng(0)
     result = {}
     try:
@@ -177,16 +125,16 @@ def run(args) -> dict:
                 rss.append((elapsed, node_ps.memory_info().rss))
                 next_rss += 1.0
                 if bench.diagnostics:
-                    tracked_max = max(tracked_max, int(bench.diagnostics[-1].get("people_tracked", 0)))
+                    tracked_max = max(tracked_max, int(bench.last_diagnostics().get("people_tracked", 0)))
         wall = time.perf_counter() - t0
         drain = time.monotonic() + 10.0
         while time.monotonic() < drain and len(bench.outputs) < len(sent):
             time.sleep(0.1)
         time.sleep(1.5)  # one more diagnostics report
         rss.append((time.perf_counter() - t0, node_ps.memory_info().rss))
-        diag = bench.diagnostics[-1] if bench.diagnostics else {}
-        tracked_max = max([tracked_max] + [int(d.get("people_tracked", 0)) for d in bench.diagnostics])
-        answered = sum(1 for s, n in sent.items() if bench.outputs.get(s) == n)
+        diag = bench.last_diagnostics()
+        tracked_max = max([tracked_max] + [int(d.get("people_tracked", 0)) for _, d in bench.diagnostics])
+        answered = sum(1 for s, n in sent.items() if bench.outputs.get(s, (0, -1))[1] == n)
         times, values = np.array([t for t, _ in rss]), np.array([v for _, v in rss]) / 2**20
         after = times >= warmup
         rss_warm = float(values[after][0]) if after.any() else float("nan")

@@ -30,21 +30,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3DArray  # noqa: E402
+from bench.lift_node_peer import LiftNodePeer, parameter_args, start_lift_node  # noqa: E402
+from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray  # noqa: E402
 from posemoe_ros.scenario import Scenario, ScenarioConfig  # noqa: E402
 
 FRAME = "camera_optical_frame"
@@ -70,58 +68,9 @@ def scenario_messages(people: int, rate: float, seconds: float):
     return msgs, info, counts
 
 
-class Probe:
-    """This side of the bench: publishers, a raw subscription for arrivals, the node's diagnostics."""
-
-    def __init__(self, context):
-        self.node = rclpy.create_node("node_latency_bench", context=context)
-        self.pub_kp = self.node.create_publisher(Skeleton2DArray, "keypoints_2d", qos_profile_sensor_data)
-        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-        self.arrivals: dict[int, int] = {}  # stamp ns -> arrival ns
-        self.diagnostics: list[tuple[float, dict]] = []  # (monotonic time, key -> value)
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(Skeleton3DArray, "skeletons_3d", self._on_output, reliable, raw=True)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - the context shut down under the spinning thread
-            pass
-
-    def _on_output(self, data: bytes):
-        now = time.time_ns()
-        # CDR: 4-byte encapsulation header, then header.stamp (int32 sec, uint32 nanosec), little endian
-        sec, nanosec = int.from_bytes(data[4:8], "little", signed=True), int.from_bytes(data[8:12], "little")
-        self.arrivals[sec * 1_000_000_000 + nanosec] = now
-
-    def _on_diagnostics(self, msg: DiagnosticArray):
-        for status in msg.status:
-            if status.name.endswith(": lifting"):
-                self.diagnostics.append((time.monotonic(), {kv.key: kv.value for kv in status.values}))
-
-    def last_diagnostics(self, before: float = float("inf")) -> dict:
-        seen = [d for t, d in self.diagnostics if t <= before]
-        return seen[-1] if seen else {}
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-
-
-def start_node(backend: str, domain: int, log_path: Path, extra: list[str]) -> subprocess.Popen:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONPATH=str(REPO), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    env.setdefault("AMENT_PREFIX_PATH", str(REPO / ".venv"))
-    cmd = [sys.executable, str(REPO / "scripts" / "lift_node"), "--ros-args", "--params-file",
-           str(REPO / "config" / "lift.yaml"), "-p", f"backend:={backend}", "-p", "diagnostics_period:=0.5"]
-    for p in extra:
-        cmd += ["-p", p]
-    return subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+def start_node(backend: str, domain: int, log_path: Path, extra: list[str]):
+    return start_lift_node(domain, log_path, ["--params-file", str(REPO / "config" / "lift.yaml"), *parameter_args(
+        [f"backend:={backend}", "diagnostics_period:=0.5", *extra])])
 
 
 def run_config(backend: str, rate: float, people: int, args, domain: int) -> dict:
@@ -132,7 +81,7 @@ def run_config(backend: str, rate: float, people: int, args, domain: int) -> dic
     ps = psutil.Process(proc.pid)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    probe = Probe(context)
+    probe = LiftNodePeer(context, "node_latency_bench", qos_profile_sensor_data)
     try:
         deadline = time.monotonic() + 120
         while probe.pub_kp.get_subscription_count() == 0:  # the node is up and subscribed
@@ -165,7 +114,7 @@ def run_config(backend: str, rate: float, people: int, args, domain: int) -> dic
         time.sleep(1.5)  # stragglers and one more diagnostics report
         diag_end = probe.last_diagnostics()
         window = stamps[first:]
-        lat = np.array([probe.arrivals[s] - s for s in window if s in probe.arrivals]) / 1e6  # ms
+        lat = np.array([probe.outputs[s][0] - s for s in window if s in probe.outputs]) / 1e6  # ms
         count = lambda d, k: int(d.get(k, 0))  # noqa: E731
         node_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0)
         own_cpu = (own1.user + own1.system - own0.user - own0.system) / (wall1 - wall0)
