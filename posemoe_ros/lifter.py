@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posemoe_ros.camera import pixels_to_normalized
+from posemoe_ros.camera import normalized_to_pixels, pixels_to_normalized
 from posemoe_ros.layouts import to_h36m
 from posemoe_ros.models.export import OnnxLifter, cached_onnx
 from posemoe_ros.models.weights import load_model
@@ -218,7 +218,7 @@ class Lifter:
             return LiftedFrame(target_ns, [] if k == 0 else None, k, warnings)
 
         frame_input = windows[:, -1 - k]  # (P,17,3) normalised xy + conf
-        pose_rel = self._lift_on_axis(windows, frame_input)[:, -1 - k]  # (P,17,3) root-relative metres
+        pose_rel = self._lift_on_axis(windows, k)  # (P,17,3) root-relative metres
         depth_hint = None
         if depth is not None and k == 0:
             depth_hint = np.array([robust_torso_depth(depth, uv17[r], conf17[r]) for r in rows])
@@ -227,31 +227,30 @@ class Lifter:
         if not solved.all():
             warnings["root_unsolved"] += int((~solved).sum())
         positions = pose_rel + root[:, None]  # (P,17,3) camera frame
-        uv_frame = frame_input[..., :2] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]  # (P,17,2) pixels
+        uv_frame = normalized_to_pixels(frame_input[..., :2], K)  # (P,17,2) undistorted pixels
         confidence = frame_input[..., 2].copy()  # (P,17); a copy, so results do not pin the windows
         from_depth = np.isfinite(depth_hint) if depth_hint is not None else np.zeros(len(rows), bool)
         people = [LiftedPerson(ids[r], positions[n], root[n], confidence[n], int(from_depth[n]), uv_frame[n])
                   for n, r in enumerate(rows) if solved[n]]
         return LiftedFrame(target_ns, people, k, warnings)
 
-    def _lift_on_axis(self, windows: np.ndarray, frame_input: np.ndarray) -> np.ndarray:
-        """Lift (P,T,17,3) windows in a view turned onto each person (posemoe_ros/optical_axis.py).
+    def _lift_on_axis(self, windows: np.ndarray, k: int) -> np.ndarray:
+        """Lift (P,T,17,3) windows in a view turned onto each person (posemoe_ros/optical_axis.py);
+        -> (P,17,3) root-relative pose of window frame T-1-k.
 
         The model was trained with cameras aimed at the person; off-axis people come out shrunk
         and too close. One rotation per window (towards the lifted frame's confidence-weighted
         joint centre) keeps the motion rigid; the 3D result is rotated back.
         """
+        frame_input = windows[:, -1 - k]
         conf = frame_input[..., 2:]  # (P,17,1)
         centre = (frame_input[..., :2] * conf).sum(1) / np.maximum(conf.sum(1), 1e-6)  # (P,2)
         R = rotation_to_axis(centre.astype(np.float64))  # (P,3,3)
         view = windows.copy()
         seen = windows[..., 2:] > 0
         view[..., :2] = np.where(seen, rotate_normalized(windows[..., :2].astype(np.float64), R), 0.0)
-        return rotate_points_back(self._forward(view).astype(np.float64), R).astype(np.float32)
-
-    def _forward(self, windows: np.ndarray) -> np.ndarray:
-        """(P,T,17,3) float32 model inputs -> (P,T,17,3) float32 root-relative poses, on the engine."""
-        return self._run(windows)
+        pose = self._run(view)[:, -1 - k]  # only the lifted frame is rotated back
+        return rotate_points_back(pose.astype(np.float64), R).astype(np.float32)
 
     @staticmethod
     def _screen_keypoints(uv: np.ndarray, conf: np.ndarray, K: np.ndarray, warnings: Counter):
@@ -262,7 +261,7 @@ class Lifter:
         if not finite.all():
             warnings["nonfinite_keypoints"] += int((~finite).sum())
         with np.errstate(invalid="ignore", over="ignore"):
-            far = finite & (np.abs((uv - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]]) > MAX_VIEW_TAN).any(-1)
+            far = finite & (np.abs(pixels_to_normalized(uv, K)) > MAX_VIEW_TAN).any(-1)
         if far.any():
             warnings["out_of_view_keypoints"] += int(far.sum())
             uv = np.where(far[..., None], np.nan, uv)

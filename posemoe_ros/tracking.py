@@ -188,35 +188,34 @@ class TrackManager:
             self._slots[track_id] = slot = slot if slot is not None else self._allocate(frames.shape[1:])
             slots.append(slot)  # the id moved to the most recent end
         slots = np.array(slots)
-        T = self.num_frames
         head = self._head[slots]
         newest = self._stamps[slots, head - 1]  # index -1 is the last ring slot, as (head - 1) % T
         restart = (self._num_real[slots] == 0) | (stamp < newest) | (stamp - newest > self.max_gap)
         same = ~restart & (stamp == newest)  # the same instant again: replace, don't stretch time
         if not (restart.any() or same.any()):  # the usual frame: every track steps on
-            self._frames[slots, head] = frames
-            self._stamps[slots, head] = stamp
-            self._head[slots] = (head + 1) % T
-            self._num_real[slots] = np.minimum(self._num_real[slots] + 1, T)
+            self._step(slots, frames, stamp)
         else:
             self._update_mixed(slots, frames, stamp, restart, same)
         while len(self._slots) > self.max_tracks:
             self._release(next(iter(self._slots)))  # evict the least recently updated
 
+    def _step(self, s: np.ndarray, frames: np.ndarray, stamp: float):
+        """Append frames to the rings of slots s (the ordinary step)."""
+        head = self._head[s]
+        self._frames[s, head] = frames
+        self._stamps[s, head] = stamp
+        self._head[s] = (head + 1) % self.num_frames
+        self._num_real[s] = np.minimum(self._num_real[s] + 1, self.num_frames)
+
     def _update_mixed(self, slots, frames, stamp, restart, same):
-        T = self.num_frames
         step = ~restart & ~same
         s = slots[restart]
         self._frames[s] = frames[restart][:, None]
         self._stamps[s] = stamp
         self._head[s], self._num_real[s] = 0, 1
         s = slots[same]
-        self._frames[s, (self._head[s] - 1) % T] = frames[same]
-        s = slots[step]
-        self._frames[s, self._head[s]] = frames[step]
-        self._stamps[s, self._head[s]] = stamp
-        self._head[s] = (self._head[s] + 1) % T
-        self._num_real[s] = np.minimum(self._num_real[s] + 1, T)
+        self._frames[s, (self._head[s] - 1) % self.num_frames] = frames[same]
+        self._step(slots[step], frames[step], stamp)
 
     def num_real_frames(self, track_id: str) -> int:
         """Frames seen since the track (re)started; 0 for an unknown id."""

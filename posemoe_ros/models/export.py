@@ -18,17 +18,6 @@ import torch.nn as nn
 OPSET = 17
 
 
-class _PoseOnly(nn.Module):
-    """Exports only the pose output (aux tensors are training signals)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)
-
-
 def export_onnx(model: nn.Module, path, batch: int = 1, opset: int = OPSET) -> Path:
     """Write model (eval mode) to ONNX with input "keypoints" (B,T,J,3), output "pose"; B is dynamic."""
     path = Path(path)
@@ -42,7 +31,7 @@ def export_onnx(model: nn.Module, path, batch: int = 1, opset: int = OPSET) -> P
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python checks
             # The TorchScript exporter handles these graphs (SDPA, replicate pad) directly and
             # needs no extra dependencies, so dynamo=False.
-            torch.onnx.export(_PoseOnly(model), (x,), str(path), opset_version=opset, dynamo=False,
+            torch.onnx.export(model, (x,), str(path), opset_version=opset, dynamo=False,
                               input_names=["keypoints"], output_names=["pose"],
                               dynamic_axes={"keypoints": {0: "batch"}, "pose": {0: "batch"}})
     finally:

@@ -7,7 +7,7 @@ import zlib
 from collections import Counter
 
 import numpy as np
-from builtin_interfaces.msg import Duration
+from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, TransformStamped
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
@@ -35,6 +35,11 @@ class InputError(ValueError):
 
 def stamp_ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def stamp_msg(ns: int) -> Time:
+    """The inverse of stamp_ns, for ns >= 0."""
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def checked_stamp_ns(stamp, now_ns: int = 0, max_ahead_s: float = 0.0) -> int:

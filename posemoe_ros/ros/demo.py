@@ -32,6 +32,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
+from posemoe_ros.ros.conversions import stamp_ns
 from posemoe_ros.ros.mcap_io import McapWriter
 from posemoe_ros.ros.scenario_player import ScenarioPlayer
 
@@ -140,10 +141,6 @@ def diagnostic_values(msg: DiagnosticArray | None) -> dict[str, str]:
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
-def _stamp_ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-
 def _xyz(points) -> np.ndarray:
     return np.array([[p.x, p.y, p.z] for p in points], dtype=np.float64)
 
@@ -153,7 +150,7 @@ def match_outputs(player: ScenarioPlayer, outputs: list[tuple[float, Skeleton3DA
     output message, and the count of skeletons that match no true person."""
     rows, latencies, unmatched = [], [], 0
     for arrival, msg in outputs:
-        stamp = _stamp_ns(msg.header.stamp)
+        stamp = stamp_ns(msg.header.stamp)
         i = player.frame_index(stamp)
         if i is None:
             unmatched += len(msg.skeletons)
@@ -192,7 +189,7 @@ def summarize(player: ScenarioPlayer, recorder: Recorder) -> tuple[dict, list, n
         raise DemoError("the lift node published no skeleton that matches a person; see lift_node.log")
     scenario = player.scenario
     published = len(player.stamps)
-    lifted_stamps = {_stamp_ns(m.header.stamp) for _, m in recorder.outputs}
+    lifted_stamps = {stamp_ns(m.header.stamp) for _, m in recorder.outputs}
     in_view = int(sum(len(scenario.frame(i).ids) for i in range(published)))
     diag = diagnostic_values(recorder.diagnostics[-1] if recorder.diagnostics else None)
     rejected = {k[len("rejected_"):]: int(v) for k, v in diag.items()

@@ -71,11 +71,6 @@ class NodeStats:
         return dict(totals, rejected=rejected, rejected_total=total, new_rejections=total - total0, period_s=dt,
                     input_hz=(inputs - inputs0) / dt, output_hz=(outputs - outputs0) / dt)
 
-    def rates(self) -> tuple[float, float]:
-        """(input Hz, output Hz) since the previous report."""
-        r = self.report()
-        return r["input_hz"], r["output_hz"]
-
 
 def diagnostic_array(stamp, name: str, hardware_id: str, stats: NodeStats, *, people_tracked: int,
                      device: str, model: str, camera_error: str | None, waiting_for: str | None) -> DiagnosticArray:

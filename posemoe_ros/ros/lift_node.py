@@ -12,6 +12,7 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -19,8 +20,8 @@ from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
 
@@ -204,7 +205,8 @@ class LiftNode(Node):
             subs += [fallbacks.make_subscriber(self, t, topic, qos, on_invalid=self._on_image_invalid_stamp)
                      for t, topic in paired]
             self._sync = fallbacks.make_synchronizer(subs, queue_size=10, slop=self.p("sync_slop"))
-            self._sync.registerCallback(self._on_keypoints_paired)
+            # which paired topic is which is fixed until the next activate: not looked up per frame
+            self._sync.registerCallback(partial(self._on_keypoints_paired, tuple(topic for _, topic in paired)))
             self._input_subscriptions += [s.sub for s in subs]
         else:
             self._input_subscriptions.append(
@@ -273,10 +275,9 @@ class LiftNode(Node):
     def _on_keypoints(self, msg: Skeleton2DArray):
         self._queue_input(msg, None, None)
 
-    def _on_keypoints_paired(self, msg: Skeleton2DArray, *images):
-        depth = images[0] if self.p("use_depth") else None
-        image = images[-1] if self.p("publish_overlay") else None
-        self._queue_input(msg, depth, image)
+    def _on_keypoints_paired(self, topics: tuple[str, ...], msg: Skeleton2DArray, *images):
+        paired = dict(zip(topics, images))
+        self._queue_input(msg, paired.get("depth"), paired.get("image"))
 
     def _on_image_invalid_stamp(self, msg: Image):
         self.stats.reject("invalid_stamp")
@@ -310,7 +311,7 @@ class LiftNode(Node):
         ids, uv, conf = conversions.keypoints_from_msg(msg, self.p("max_people"), dropped)
         for name, other, encodings, size in (("bad_depth_image", depth, conversions.DEPTH_ENCODINGS,
                                               (msg.width, msg.height)),
-                                             ("bad_image", image, tuple(conversions.IMAGE_ENCODINGS), None)):
+                                             ("bad_image", image, conversions.IMAGE_ENCODINGS, None)):
             error = conversions.image_error(other, encodings, size) if other is not None else None
             if error:
                 dropped[name] += 1
@@ -362,7 +363,7 @@ class LiftNode(Node):
             self._warn(reason, f"{count} keypoint(s) or people ignored in one message: {reason}")
         if frame.people is None:  # every track still filling its lookahead
             return
-        header = msg.header.__class__(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=msg.header.frame_id)
+        header = Header(stamp=conversions.stamp_msg(frame.stamp_ns), frame_id=msg.header.frame_id)
         latency = time.perf_counter() - received
         self.pub_skeletons.publish(conversions.skeleton_array_msg(header, frame.people, latency, frame.lookahead))
         if self.p("publish_tf") and frame.people:
@@ -388,7 +389,7 @@ class LiftNode(Node):
         if self.lifter is None:
             return
         waiting = "camera_info" if self._camera is None and self.p("fx") <= 0 else None
-        with self._lifter_lock:  # the lifting thread updates the same counters
+        with self._lifter_lock:  # the lifter's tracks change under the lifting thread
             diagnostics = diagnostic_array(
                 self.get_clock().now().to_msg(), f"{self.get_name()}: lifting", self.get_fully_qualified_name(),
                 self.stats, people_tracked=self.lifter.num_tracks,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
@@ -50,13 +49,15 @@ def read_bag(path, keypoints_topic: str = "/keypoints_2d", camera_info_topic: st
                 if topic == camera_info_topic:
                     camera = conversions.intrinsics_from_camera_info(msg)
                     continue
-                ids, uv, conf = conversions.keypoints_from_msg(msg, MAX_PEOPLE)
+                # As the node: a bad stamp fails the message, a misfit person only costs itself.
+                stamp = conversions.checked_stamp_ns(msg.header.stamp)
+                ids, uv, conf = conversions.keypoints_from_msg(msg, MAX_PEOPLE, skipped)
             except InputError as exc:
                 skipped[exc.reason] += 1
                 continue
             if first is None:
                 first = msg
-            frames.append(KeypointFrame(conversions.stamp_ns(msg.header.stamp), msg.layout, ids, uv, conf, camera))
+            frames.append(KeypointFrame(stamp, msg.layout, ids, uv, conf, camera))
     except BagError as exc:
         raise OfflineError(str(exc)) from None
     if not frames:
@@ -79,8 +80,7 @@ class SkeletonBagWriter:
         self.writer = McapWriter(path)
 
     def __call__(self, frame: KeypointFrame, lifted: LiftedFrame, latency_s: float):
-        sec, nanosec = divmod(lifted.stamp_ns, 1_000_000_000)
-        header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=self.frame_id)
+        header = Header(stamp=conversions.stamp_msg(lifted.stamp_ns), frame_id=self.frame_id)
         log_time = frame.stamp_ns  # when the node would publish it: on the newest input's arrival
         people = lifted.people
         self.writer.write(SKELETONS_TOPIC, conversions.skeleton_array_msg(header, people, latency_s, lifted.lookahead),

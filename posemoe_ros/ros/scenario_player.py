@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
@@ -24,6 +23,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3D, Skeleton3DArray
+from posemoe_ros.ros.conversions import stamp_msg
 from posemoe_ros.scenario import Scenario, ScenarioConfig, ScenarioFrame
 from posemoe_ros.skeleton import JOINT_NAMES
 
@@ -50,10 +50,6 @@ def _descriptor(name: str, default, description: str, bounds) -> ParameterDescri
     elif bounds:
         d.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]), step=1)]
     return d
-
-
-def time_msg(ns: int) -> TimeMsg:
-    return TimeMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def camera_info_msg(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
@@ -125,7 +121,7 @@ class ScenarioPlayer(Node):
         i = self._next
         frame = self.scenario.frame(i)
         stamp = self._start_ns + int(round(frame.t * 1e9))
-        header = Header(stamp=time_msg(stamp), frame_id=self.frame_id)
+        header = Header(stamp=stamp_msg(stamp), frame_id=self.frame_id)
         keypoints = keypoints_msg(frame, header, self.scenario.width, self.scenario.height, self.scenario.layout)
         self.pub_info.publish(self._camera_info(stamp))
         self.publish_times[stamp] = time.perf_counter()
@@ -136,7 +132,7 @@ class ScenarioPlayer(Node):
 
     def _camera_info(self, stamp_ns: int) -> CameraInfo:
         s = self.scenario
-        return camera_info_msg(s.K, s.width, s.height, Header(stamp=time_msg(stamp_ns), frame_id=self.frame_id))
+        return camera_info_msg(s.K, s.width, s.height, Header(stamp=stamp_msg(stamp_ns), frame_id=self.frame_id))
 
     def frame_index(self, stamp_ns: int) -> int | None:
         """The scenario frame published with this stamp, if any."""
