@@ -22,6 +22,7 @@ from posemoe_ros.models.export import OnnxLifter, cached_onnx
 from posemoe_ros.models.weights import load_model
 from posemoe_ros.optical_axis import rotate_normalized, rotate_points_back, rotation_to_axis
 from posemoe_ros.root_translation import robust_torso_depth, solve_root_translation
+from posemoe_ros.stature import MIN_STATURE, scale_to_stature
 from posemoe_ros.tracking import TrackAssigner, TrackManager
 
 DEFAULT_WEIGHTS = "posemoe_s.safetensors"
@@ -30,6 +31,7 @@ MIN_CONFIDENT_JOINTS = 4  # fewer cannot pin down a root translation
 # such keypoints (garbage like 1e30 px) are marked missing instead of reaching the model.
 MAX_VIEW_TAN = 10.0
 BACKENDS = ("onnxruntime", "torch")
+MAX_BODY_HEIGHT = 2.5  # m
 # onnxruntime with num_threads 0: one single-threaded session per core (at most 2), each lifting a
 # share of the people; faster than intra-op threads for these tiny ops (docs/performance.md).
 ORT_DEFAULT_PARALLEL = min(2, os.cpu_count() or 1)
@@ -47,6 +49,9 @@ def default_weights_path() -> Path:
 class LifterConfig:
     lookahead: int = 0  # 0 = causal; k lifts the frame k steps before the newest
     min_confidence: float = 0.3
+    # Stature (m) each skeleton is scaled to before its root is solved; 0 keeps the model's own size.
+    # Monocular depth scales with it (posemoe_ros/stature.py): set it to the people the robot meets.
+    body_height: float = 1.70
     track_timeout: float = 1.0  # s
     max_gap: float = 0.5  # s
     match_distance: float = 0.5  # person heights
@@ -122,6 +127,9 @@ class Lifter:
             raise ValueError(f"lookahead {config.lookahead} must be below the model's window of {self.num_frames}")
         if config.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not '{config.backend}'")
+        if config.body_height and not MIN_STATURE <= config.body_height <= MAX_BODY_HEIGHT:
+            raise ValueError(f"body_height {config.body_height} m is outside {MIN_STATURE}-{MAX_BODY_HEIGHT} m "
+                             "(0 keeps the model's own size)")
         device = resolve_device(config.device)
         old = self.config
         if old is None or (config.device, config.backend, config.num_threads) != (
@@ -219,6 +227,8 @@ class Lifter:
 
         frame_input = windows[:, -1 - k]  # (P,17,3) normalised xy + conf
         pose_rel = self._lift_on_axis(windows, k)  # (P,17,3) root-relative metres
+        if cfg.body_height:
+            pose_rel = scale_to_stature(pose_rel, cfg.body_height)
         depth_hint = None
         if depth is not None and k == 0:
             depth_hint = np.array([robust_torso_depth(depth, uv17[r], conf17[r]) for r in rows])

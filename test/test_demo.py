@@ -19,8 +19,11 @@ from posemoe_ros.ros.scenario_player import keypoints_msg
 from posemoe_ros.scenario import Scenario, ScenarioConfig
 from posemoe_ros.skeleton import JOINT_INDEX
 from std_msgs.msg import Header
-from test_lift_node import MPJPE_BOUND_M, ROOT_BOUND
+from test_lift_node import MPJPE_BOUND_M
 
+# Mean root error over the distance, monocular: the walker (1.75 m) and waver (1.65 m) against the
+# node's 1.70 m body_height, ~3 % each, plus the model's error (docs/results.md, "Absolute position").
+ROOT_BOUND_REL = 0.10
 DEMO_TOPICS = {"keypoints_2d": "posemoe_ros/msg/Skeleton2DArray", "camera_info": "sensor_msgs/msg/CameraInfo",
                "skeletons_3d": "posemoe_ros/msg/Skeleton3DArray",
                "skeletons_3d_truth": "posemoe_ros/msg/Skeleton3DArray",
@@ -98,7 +101,7 @@ def test_demo_runs_end_to_end_and_is_accurate(tmp_path):
     assert summary["frames_lifted"] >= 0.9 * 120
     assert summary["inputs_dropped"] == summary["inputs_without_output"] + sum(summary["node_rejected"].values())
     assert summary["mpjpe_m"] < MPJPE_BOUND_M, summary
-    assert summary["root_error_rel"] < ROOT_BOUND, summary
+    assert summary["root_error_rel"] < ROOT_BOUND_REL, summary
     assert summary["p_mpjpe_m"] < summary["mpjpe_m"]
     assert 0 < summary["latency_p50_s"] <= summary["latency_p99_s"] < 5.0
 

@@ -23,6 +23,7 @@ from posemoe_ros.camera import project
 from posemoe_ros.data.procedural import generate_motion
 from posemoe_ros.lifter import Lifter, default_weights_path
 from posemoe_ros.models.weights import model_metadata
+from posemoe_ros.stature import bone_lengths, standing_height
 from test_lift_node import FPS, K, Harness, camera_info, keypoint_msg
 
 NS = 1_000_000_000
@@ -70,7 +71,7 @@ def _start(weights, domain: int, *params: str) -> subprocess.Popen:
 
 def test_bad_start_up_parameters_stop_the_node_with_one_line_naming_them():
     bad = {"lookahead:=1000": "lookahead", "lookahead:=abc": "lookahead", "input_reliability:=foo": "input_reliability",
-           "device:=tpu": "device"}
+           "device:=tpu": "device", "body_height:=0.1": "body_height"}
     procs = {p: _start("", next_domain_id(), p) for p in bad}
     for param, proc in procs.items():
         out, _ = proc.communicate(timeout=START_LIMIT_S)
@@ -274,6 +275,8 @@ def test_invalid_parameter_updates_are_refused_with_the_reason_and_valid_ones_ap
             "backend=tensorrt": (dict(backend="tensorrt"), "backend must be one of"),
             "use_depth (read-only)": (dict(use_depth=True), "read-only"),
             "max_stamp_ahead=-1": (dict(max_stamp_ahead=-1.0), "out of range"),
+            "body_height=0.1": (dict(body_height=0.1), "no person's stature"),
+            "body_height=3": (dict(body_height=3.0), "out of range"),
         }
         if not torch.cuda.is_available():
             refused["device=cuda without CUDA"] = (dict(device="cuda"), "CUDA is not available")
@@ -312,5 +315,8 @@ def test_invalid_parameter_updates_are_refused_with_the_reason_and_valid_ones_ap
         assert out.lookahead == 0 and _stamp(out) == stamps[12]
         assert h.diagnostics()["device"].startswith("cpu")
         assert h.node.lifter.config.min_confidence == 0.5 and h.node.lifter.config.lookahead == 0
+        assert _set(h, client, body_height=1.9).successful  # every skeleton from now on is 1.9 m tall
+        joints = np.array([[p.x, p.y, p.z] for p in lift(13).skeletons[0].positions])
+        assert standing_height(bone_lengths(joints)) == pytest.approx(1.9, abs=1e-4)
     finally:
         h.close()

@@ -28,7 +28,7 @@ FPS = 30
 # gives the shipped model's error on held-out CMU subjects under detector noise; this input has
 # almost none, but the procedural skeleton is not a mocap body, so the bound keeps a wide margin.
 MPJPE_BOUND_M = 0.15
-ROOT_BOUND = 0.10  # root position error as a fraction of the camera distance
+ROOT_BOUND_M = 0.3  # the bound on the root position, monocular
 
 
 def synthetic_person(seconds: float = 2.0):
@@ -125,11 +125,11 @@ def test_lifts_a_synthetic_person_to_metric_3d_with_tf_and_markers(harness):
         assert person.id == "7" and list(person.joint_names) == list(JOINT_NAMES)
         pred = np.array([[p.x, p.y, p.z] for p in person.positions])
         root = np.array([person.root_position.x, person.root_position.y, person.root_position.z])
-        root_errors.append(np.linalg.norm(root - truth[i, 0]) / truth[i, 0, 2])
+        root_errors.append(np.linalg.norm(root - truth[i, 0]))
         errors.append(np.linalg.norm((pred - pred[0]) - (truth[i] - truth[i, 0]), axis=-1).mean())
-    # A monocular root depth scales with the size the model gives the body: the 1.6 m procedural
-    # walker comes out ~7% small (4-6.5 m away), so the bound is relative to the distance.
-    assert max(root_errors) < ROOT_BOUND, f"root error up to {max(root_errors):.1%} of the distance"
+    # With the default body_height (1.70 m) for this 1.75 m walker 4-6.5 m away: the 3 % height
+    # gap alone moves the root ~0.2 m at 6.5 m (0.38 m with the model's own size, body_height 0).
+    assert max(root_errors) < ROOT_BOUND_M, f"root error up to {max(root_errors):.2f} m"
     assert np.mean(errors[26:]) < MPJPE_BOUND_M, f"MPJPE {np.mean(errors[26:]) * 1000:.0f} mm"
 
     assert spin_until(harness.executor, lambda: harness.tf and harness.markers)

@@ -9,11 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from posemoe_ros.skeleton import FLIP_PERMUTATION, NUM_JOINTS, PARENTS
+from posemoe_ros.stature import LEGS, bone_lengths, chain_length, standing_height_to_chain
 
-ANKLE_TO_SOLE = 0.06     # floor to ankle joint, m
-STATURE_PER_HEAD = 1.07  # the mocap "head" joint sits at about 93 % of a person's stature
-_LEGS = ((3, 2, 1), (6, 5, 4))       # ankle -> knee -> hip, per side
-_TRUNK = (7, 8, 9, 10)               # spine, thorax, neck_nose, head: pelvis up to the head top
 _HIPS = (1, 4)
 
 
@@ -24,25 +21,6 @@ class BoneConfig:
     hip_width_range: tuple[float, float] = (0.04, 0.09)  # pelvis-to-hip / stature (Bandai 0.045, CMU 0.085)
 
 
-def bone_lengths(joints: np.ndarray) -> np.ndarray:
-    """(..., 17) length of the bone ending at each joint (0 for the root)."""
-    parents = np.array([max(p, 0) for p in PARENTS])
-    return np.linalg.norm(joints - joints[..., parents, :], axis=-1)
-
-
-def _chain(lengths: np.ndarray) -> np.ndarray:
-    """Ankle -> knee -> hip (mean of both legs) plus pelvis -> spine -> thorax -> neck -> head."""
-    leg = np.mean([lengths[..., a] + lengths[..., k] for a, k, _ in _LEGS], axis=0)
-    return leg + lengths[..., list(_TRUNK)].sum(-1)
-
-
-def standing_height(lengths: np.ndarray) -> np.ndarray:
-    """Stature estimate (m) from bone lengths (..., 17): (floor -> ankle -> ... -> head joint) * 1.07.
-
-    Gives about 1.50 m for the Bandai skeleton, 1.58-1.68 m for the CMU subjects."""
-    return (_chain(lengths) + ANKLE_TO_SOLE) * STATURE_PER_HEAD
-
-
 def sample_lengths(reference: np.ndarray, rng: np.random.Generator, config: BoneConfig = BoneConfig()) -> np.ndarray:
     """New bone lengths (17,) from reference lengths (17,): varied per bone, symmetric, at a random height."""
     factor = 1 + config.bone_variation * rng.uniform(-1, 1, NUM_JOINTS)
@@ -50,7 +28,7 @@ def sample_lengths(reference: np.ndarray, rng: np.random.Generator, config: Bone
     lengths = reference * factor
     height = rng.uniform(*config.height_range)
     lengths[list(_HIPS)] = 0                               # hip width is set on its own, after scaling
-    lengths = lengths * (height / STATURE_PER_HEAD - ANKLE_TO_SOLE) / _chain(lengths)
+    lengths = lengths * standing_height_to_chain(height) / chain_length(lengths)
     lengths[list(_HIPS)] = rng.uniform(*config.hip_width_range) * height
     return lengths
 
@@ -73,7 +51,7 @@ def augment_bone_lengths(joints: np.ndarray, rng: np.random.Generator, config: B
     feet stay near the floor and strides match the new legs."""
     reference = np.median(bone_lengths(joints), axis=0)           # (17,) robust to mocap noise
     lengths = sample_lengths(reference, rng, config)
-    leg = lambda L: np.mean([L[a] + L[k] for a, k, _ in _LEGS])
+    leg = lambda L: np.mean([L[a] + L[k] for a, k, _ in LEGS])
     s = leg(lengths) / max(leg(reference), 1e-6)
     root = joints[:, 0]
     new_root = root[:1] * [1.0, 0.0, 1.0] + (root - root[:1] * [1.0, 0.0, 1.0]) * s

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="PoseMoE safetensors weights (default: the shipped model)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--lookahead", type=int, default=0, help="frames of delay traded for accuracy, as the node's (default: 0)")
+    p.add_argument("--body-height", type=float, default=LifterConfig.body_height,
+                   help="stature (m) the skeletons are scaled to, which sets the monocular root depth; 0 = the "
+                        f"model's own size (default: {LifterConfig.body_height}, as the node's)")
     p.add_argument("--threads", type=int, default=0, help="CPU inference threads (default: 0, the backend's default)")
     cam = p.add_argument_group("intrinsics (replace the input's CameraInfo / camera)")
     cam.add_argument("--fx", type=float, help="focal length x, pixels")
@@ -90,8 +93,9 @@ def run(args) -> LiftResult:
     camera = _camera(args, seq)
     try:
         lifter = Lifter.from_weights(args.weights, LifterConfig(lookahead=args.lookahead, device=args.device,
+                                                                   body_height=args.body_height,
                                                                    num_threads=args.threads))
-    except ValueError as exc:  # lookahead beyond the window, CUDA absent
+    except ValueError as exc:  # lookahead beyond the window, CUDA absent, body height out of range
         raise OfflineError(str(exc)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
