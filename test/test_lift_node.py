@@ -1,5 +1,6 @@
 """The lift node over real DDS, with the shipped weights: a synthetic person in, 3D skeletons,
 TF and markers out; bad input counted and survived."""
+import gc
 import math
 
 import numpy as np
@@ -206,6 +207,23 @@ def test_parameter_updates_are_validated_and_applied_at_run_time(ros_context):
         assert h.node.lifter.config.min_confidence == 0.5
     finally:
         h.close()
+
+
+def test_a_destroyed_node_is_gone_at_once_and_its_successor_logs_to_rosout(ros_context):
+    """A node re-created under the same name in one process (a component container) logs through
+    its own /rosout publisher only if the old node really went away, not at the next garbage collection."""
+    gc.disable()  # what rclpy leaves to the collector must not be cleaned up behind the test's back
+    try:
+        h = Harness(ros_context)
+        h.node.destroy_node()
+        assert spin_until(h.executor, lambda: "posemoe_lift" not in h.peer.get_node_names(), 5.0)
+        h.node = LiftNode(context=ros_context)
+        h.executor.add_node(h.node)
+        h.node.get_logger().warning("successor speaking")
+        assert spin_until(h.executor, lambda: any(log.msg == "successor speaking" for log in h.logs), 5.0)
+        h.close()
+    finally:
+        gc.enable()
 
 
 def torso_depth_image(joints_cam: np.ndarray) -> np.ndarray:

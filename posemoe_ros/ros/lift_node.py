@@ -242,6 +242,10 @@ class LiftNode(Node):
     def destroy_node(self):
         self._stop_lifting()
         super().destroy_node()
+        # rclpy's lifecycle state machine holds the rcl node, which then lives on until garbage
+        # collection: a node re-created with this name in the same process (a component
+        # container, a test) would keep logging into the old node's /rosout publisher, lost.
+        self._state_machine.destroy_when_not_in_use()
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self.destroy_timer(self.diagnostics_timer)
