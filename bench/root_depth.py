@@ -48,9 +48,10 @@ def causal_frames(model, clips, augment: bool, stride: int, seed: int = 0):
 
 
 def root_errors(pose_rel, x, root):
+    """Placed by the reprojection fit: (root error (m), |depth error| / depth, median signed depth error)."""
     T, ok = solve_root_translation(pose_rel, x[..., :2], x[..., 2])
-    return np.linalg.norm(T - root, axis=-1)[ok], (np.abs(T[:, 2] - root[:, 2]) / root[:, 2])[ok], \
-        (np.median((T[:, 2] - root[:, 2]) / root[:, 2]))
+    signed = ((T[:, 2] - root[:, 2]) / root[:, 2])[ok]
+    return np.linalg.norm(T - root, axis=-1)[ok], np.abs(signed), float(np.median(signed))
 
 
 def main(argv=None) -> int:

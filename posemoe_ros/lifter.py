@@ -22,7 +22,7 @@ from posemoe_ros.models.export import OnnxLifter, cached_onnx
 from posemoe_ros.models.weights import load_model
 from posemoe_ros.optical_axis import rotate_normalized, rotate_points_back, rotation_to_axis
 from posemoe_ros.root_translation import robust_torso_depth, solve_root_translation
-from posemoe_ros.stature import MIN_STATURE, scale_to_stature
+from posemoe_ros.stature import body_height_error, scale_to_stature
 from posemoe_ros.tracking import TrackAssigner, TrackManager
 
 DEFAULT_WEIGHTS = "posemoe_s.safetensors"
@@ -31,7 +31,6 @@ MIN_CONFIDENT_JOINTS = 4  # fewer cannot pin down a root translation
 # such keypoints (garbage like 1e30 px) are marked missing instead of reaching the model.
 MAX_VIEW_TAN = 10.0
 BACKENDS = ("onnxruntime", "torch")
-MAX_BODY_HEIGHT = 2.5  # m
 # onnxruntime with num_threads 0: one single-threaded session per core (at most 2), each lifting a
 # share of the people; faster than intra-op threads for these tiny ops (docs/performance.md).
 ORT_DEFAULT_PARALLEL = min(2, os.cpu_count() or 1)
@@ -127,9 +126,8 @@ class Lifter:
             raise ValueError(f"lookahead {config.lookahead} must be below the model's window of {self.num_frames}")
         if config.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not '{config.backend}'")
-        if config.body_height and not MIN_STATURE <= config.body_height <= MAX_BODY_HEIGHT:
-            raise ValueError(f"body_height {config.body_height} m is outside {MIN_STATURE}-{MAX_BODY_HEIGHT} m "
-                             "(0 keeps the model's own size)")
+        if reason := body_height_error(config.body_height):
+            raise ValueError(reason)
         device = resolve_device(config.device)
         old = self.config
         if old is None or (config.device, config.backend, config.num_threads) != (

@@ -15,6 +15,7 @@ STATURE_PER_HEAD = 1.07  # the mocap "head" joint sits at about 93 % of a person
 LEGS = ((3, 2, 1), (6, 5, 4))       # ankle -> knee -> hip, per side
 TRUNK = (7, 8, 9, 10)               # spine, thorax, neck_nose, head: pelvis up to the head top
 MIN_STATURE = 0.3  # m; a skeleton whose bones add up to less is degenerate and left unscaled
+MAX_STATURE = 2.5  # m; no assumed body height beyond this
 
 
 def bone_lengths(joints: np.ndarray) -> np.ndarray:
@@ -58,3 +59,10 @@ def scale_to_stature(pose_rel: np.ndarray, stature) -> np.ndarray:
         ok = np.isfinite(chain) & (standing_height_of_chain(chain) >= MIN_STATURE)
     scale = np.where(ok, standing_height_to_chain(stature) / np.where(ok, chain, 1.0), 1.0)
     return (pose_rel * scale[:, None, None]).astype(pose_rel.dtype)
+
+
+def body_height_error(height: float) -> str | None:
+    """Why `body_height` (m; 0 = the model's own size) cannot be used, or None."""
+    if height and not MIN_STATURE <= height <= MAX_STATURE:
+        return f"body_height={height} m is no person's stature: give {MIN_STATURE}-{MAX_STATURE} m, or 0"
+    return None

@@ -25,14 +25,14 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
 
-from posemoe_ros.lifter import MAX_BODY_HEIGHT, Lifter, LifterConfig, ModelLoadError
+from posemoe_ros.lifter import Lifter, LifterConfig, ModelLoadError
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros import conversions, fallbacks
 from posemoe_ros.ros.conversions import InputError
 from posemoe_ros.ros.diagnostics import INTERNAL_ERROR, NodeStats, diagnostic_array
 from posemoe_ros.ros.latest_inputs import LatestInputs
 from posemoe_ros.ros.overlay import draw_overlay
-from posemoe_ros.stature import MIN_STATURE
+from posemoe_ros.stature import MAX_STATURE, body_height_error
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ PARAMETERS = {
     "body_height": Param(1.70, "Stature (m) every skeleton is scaled to before its root is placed: one camera cannot "
                          "tell a tall far person from a short near one, so the monocular root depth scales with "
                          "it (a 5 % height error is ~5 % of the distance). 0 = the model's own size (~1.6 m, "
-                         "limbs pulled in); docs/results.md", range=(0.0, MAX_BODY_HEIGHT)),
+                         "limbs pulled in); docs/results.md", range=(0.0, MAX_STATURE)),
     "track_timeout": Param(1.0, "Seconds without a detection after which a track is dropped", range=(0.05, 60.0)),
     "max_gap": Param(0.5, "A stamp gap longer than this (s) restarts a track's temporal window", range=(0.01, 60.0)),
     "match_distance": Param(0.5, "Greatest frame-to-frame keypoint distance, in person heights, for keeping an "
@@ -121,8 +121,8 @@ def check_parameter(name: str, value) -> str | None:
         return f"{name} must be one of {', '.join(p.choices)}, not '{value}'"
     if p.range and not (p.range[0] <= value <= p.range[1]):
         return f"{name}={value} outside [{p.range[0]}, {p.range[1]}]"
-    if name == "body_height" and 0 < value < MIN_STATURE:
-        return f"body_height={value} m is no person's stature: give {MIN_STATURE}-{MAX_BODY_HEIGHT} m, or 0"
+    if name == "body_height":  # the Lifter's own rule, checked here so start-up fails with one line
+        return body_height_error(value)
     return None
 
 
