@@ -1,9 +1,13 @@
 """One camera's lifting pipeline, frame by frame, without ROS.
 
 keypoints (any layout, pixels) -> H36M-17 joints -> undistorted normalised coordinates ->
-per-track temporal windows -> one batched model forward -> root-relative 3D -> absolute 3D via
-the root translation (reprojection fit, or the depth image). The ROS node and the offline tools
-call `Lifter.process` once per keypoint message.
+per-track history -> each frame turned onto the optical axis -> one batched model call ->
+root-relative 3D -> absolute 3D via the root translation (reprojection fit, or the depth image).
+The ROS node and the offline tools call `Lifter.process` once per keypoint message.
+
+A streaming model (PoseMoE, entangled) lifts each person's new frame with one step from the
+track's cached keys and values (models/streaming.py): the cost of one frame, not of a window. A
+full-window model (the TCN) runs over each track's last T frames.
 """
 from __future__ import annotations
 
@@ -18,9 +22,10 @@ import torch
 
 from posemoe_ros.camera import normalized_to_pixels, pixels_to_normalized
 from posemoe_ros.layouts import to_h36m
-from posemoe_ros.models.export import OnnxLifter, cached_onnx
+from posemoe_ros.models.export import OnnxLifter, OnnxStep, cached_onnx
+from posemoe_ros.models.streaming import StreamingStep, cache_shape, is_streaming
 from posemoe_ros.models.weights import load_model
-from posemoe_ros.optical_axis import rotate_normalized, rotate_points_back, rotation_to_axis
+from posemoe_ros.optical_axis import rotate_points_back, view_on_axis
 from posemoe_ros.root_translation import robust_torso_depth, solve_root_translation
 from posemoe_ros.stature import body_height_error, scale_to_stature
 from posemoe_ros.tracking import TrackAssigner, TrackManager
@@ -91,11 +96,15 @@ def resolve_device(name: str) -> torch.device:
 class Lifter:
     def __init__(self, model: torch.nn.Module, config: LifterConfig, description: str = ""):
         self.model = model.eval()
+        self.streaming = is_streaming(model)
         self.num_frames = model.config.num_frames
+        # lookahead k: a streaming model's last layer answers for frame t-k (trained for 0..max_lookahead);
+        # a full-window model takes frame T-1-k of its window
+        self.max_lookahead = model.config.max_lookahead if self.streaming else self.num_frames - 1
         self.model_description = description or type(model).__name__
         self.config = None
         self.backend = None  # the engine actually running: "torch" or "onnxruntime"
-        self._run = None  # (P,T,17,3) float32 numpy -> same shape
+        self._run = None  # full window: (P,T,17,3) -> same; streaming: (x, past_kv, ages, k) -> (pose, new_kv)
         self.update_config(config)
         self._input_stamps: deque[int] = deque(maxlen=self.num_frames)
 
@@ -108,8 +117,9 @@ class Lifter:
             model = load_model(path)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load weights {path}: {exc}") from None
+        kind = "streaming, W" if is_streaming(model) else "T"
         description = (f"{path.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, "
-                       f"T={model.config.num_frames})")
+                       f"{kind}={model.config.num_frames})")
         try:
             return cls(model, config, description)
         except (ValueError, RuntimeError) as exc:  # settings the model cannot meet, a backend that fails
@@ -122,8 +132,9 @@ class Lifter:
         A new backend, device or thread count rebuilds the engine (an onnxruntime switch exports the
         model once per weights, cached on disk); the tracks are kept.
         """
-        if not 0 <= config.lookahead < self.num_frames:
-            raise ValueError(f"lookahead {config.lookahead} must be below the model's window of {self.num_frames}")
+        if not 0 <= config.lookahead <= self.max_lookahead:
+            raise ValueError(f"lookahead {config.lookahead} is beyond what the model was trained for "
+                             f"(0 to {self.max_lookahead} frames)")
         if config.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not '{config.backend}'")
         if reason := body_height_error(config.body_height):
@@ -135,7 +146,8 @@ class Lifter:
             self._set_engine(device, config.backend, config.num_threads)
         if self.config is None:
             self.tracks = TrackManager(self.num_frames, timeout=config.track_timeout, max_gap=config.max_gap,
-                                       max_tracks=config.max_tracks)
+                                       max_tracks=config.max_tracks,
+                                       cache_shape=cache_shape(self.model) if self.streaming else None)
             self.assigner = TrackAssigner(max_distance=config.match_distance, timeout=config.track_timeout,
                                           max_tracks=config.max_tracks)
         else:
@@ -150,11 +162,12 @@ class Lifter:
         # fp16 halves latency on CUDA; on CPU fp32 is both faster and exact.
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         if device.type == "cuda" or backend == "torch":
-            backend, run = "torch", self._torch_forward
+            backend, run = "torch", self._torch_step if self.streaming else self._torch_forward
         else:  # export once per weights (cached on disk), then one session per thread setting
             self.model.to("cpu", torch.float32)
+            runner = OnnxStep if self.streaming else OnnxLifter
             try:
-                run = OnnxLifter(cached_onnx(self.model), batch_parallel=num_threads or ORT_DEFAULT_PARALLEL)
+                run = runner(cached_onnx(self.model), batch_parallel=num_threads or ORT_DEFAULT_PARALLEL)
             except (ImportError, OSError, RuntimeError, ValueError) as exc:
                 if self._run is not None:
                     self.model.to(self.device, self.dtype)  # back where the running engine expects it
@@ -208,8 +221,10 @@ class Lifter:
         frames = np.concatenate([xy, conf17[..., None]], -1).astype(np.float32)  # (P,17,3)
         self.tracks.update(ids, frames, stamp)
 
-        # Only tracks with a real frame `lookahead` steps back can answer for that frame.
+        # A streaming model steps every person of this frame (each new frame must enter its cache);
+        # only tracks with a real frame `lookahead` steps back can answer for that frame.
         k = cfg.lookahead
+        poses = self._step_all(ids) if self.streaming and ids else None
         if len(self._input_stamps) <= k:
             return LiftedFrame(stamp_ns, None, k, warnings)
         target_ns = self._input_stamps[-1 - k]
@@ -224,7 +239,7 @@ class Lifter:
             return LiftedFrame(target_ns, [] if k == 0 else None, k, warnings)
 
         frame_input = windows[:, -1 - k]  # (P,17,3) normalised xy + conf
-        pose_rel = self._lift_on_axis(windows, k)  # (P,17,3) root-relative metres
+        pose_rel = poses[rows] if poses is not None else self._lift_windows(windows, k)  # (P,17,3) root-relative
         if cfg.body_height:
             pose_rel = scale_to_stature(pose_rel, cfg.body_height)
         depth_hint = None
@@ -242,23 +257,26 @@ class Lifter:
                   for n, r in enumerate(rows) if solved[n]]
         return LiftedFrame(target_ns, people, k, warnings)
 
-    def _lift_on_axis(self, windows: np.ndarray, k: int) -> np.ndarray:
-        """Lift (P,T,17,3) windows in a view turned onto each person (posemoe_ros/optical_axis.py);
-        -> (P,17,3) root-relative pose of window frame T-1-k.
-
-        The model was trained with cameras aimed at the person; off-axis people come out shrunk
-        and too close. One rotation per window (towards the lifted frame's confidence-weighted
-        joint centre) keeps the motion rigid; the 3D result is rotated back.
-        """
-        frame_input = windows[:, -1 - k]
-        conf = frame_input[..., 2:]  # (P,17,1)
-        centre = (frame_input[..., :2] * conf).sum(1) / np.maximum(conf.sum(1), 1e-6)  # (P,2)
-        R = rotation_to_axis(centre.astype(np.float64))  # (P,3,3)
-        view = windows.copy()
-        seen = windows[..., 2:] > 0
-        view[..., :2] = np.where(seen, rotate_normalized(windows[..., :2].astype(np.float64), R), 0.0)
-        pose = self._run(view)[:, -1 - k]  # only the lifted frame is rotated back
+    # Both paths lift in a view turned onto each frame's person (posemoe_ros/optical_axis.py), as the
+    # models were trained: an off-axis person is otherwise seen sheared, and comes out shrunk and too
+    # close. The 3D of the answered frame is turned back with that frame's own rotation.
+    def _step_all(self, ids: list[str]) -> np.ndarray:
+        """One streaming step for every id's newest frame -> (P,17,3) root-relative pose of the frame
+        `lookahead` back (rows whose track is younger than that hold garbage the caller skips)."""
+        k = self.config.lookahead
+        windows, _ = self.tracks.windows(ids)  # (P,T,17,3), newest last
+        x, _ = view_on_axis(windows[:, -1])
+        past, ages = self.tracks.cache(ids)
+        pose, new_kv = self._run(x.astype(np.float32), past, ages, k)
+        self.tracks.store_cache(ids, new_kv)
+        _, R = view_on_axis(windows[:, -1 - k])  # the answered frame's own view
         return rotate_points_back(pose.astype(np.float64), R).astype(np.float32)
+
+    def _lift_windows(self, windows: np.ndarray, k: int) -> np.ndarray:
+        """A full-window model over (P,T,17,3) windows -> (P,17,3) root-relative pose of frame T-1-k."""
+        view, R = view_on_axis(windows)  # per frame
+        pose = self._run(view.astype(np.float32))[:, -1 - k]
+        return rotate_points_back(pose.astype(np.float64), R[:, -1 - k]).astype(np.float32)
 
     @staticmethod
     def _screen_keypoints(uv: np.ndarray, conf: np.ndarray, K: np.ndarray, warnings: Counter):
@@ -279,3 +297,9 @@ class Lifter:
     def _torch_forward(self, windows: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(windows).to(self.device, self.dtype)
         return self.model(x).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _torch_step(self, x: np.ndarray, past: np.ndarray, ages: np.ndarray, k: int):
+        to = lambda a: torch.from_numpy(a).to(self.device, self.dtype)  # noqa: E731
+        pose, new_kv = StreamingStep(self.model)(to(x), to(past), torch.from_numpy(ages).to(self.device), k)
+        return pose.float().cpu().numpy(), new_kv.float().cpu().numpy()

@@ -42,3 +42,28 @@ def rotate_points_back(points: np.ndarray, R: np.ndarray) -> np.ndarray:
     """3D points (N,...,3) from the rotated camera's frame back to the original: R^T p."""
     shape = points.shape
     return (points.reshape(len(points), -1, 3) @ R).reshape(shape)
+
+
+def view_on_axis(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame of model inputs (..., 17, 3) = (x_n, y_n, conf) seen by a camera turned so that
+    its confidence-weighted joint centre lies on the optical axis -> (frames, R (..., 3, 3)).
+
+    Per frame, so a frame's view never depends on the frames around it (what a streaming model
+    needs); the streaming models are trained on inputs and targets turned the same way. Missing
+    joints (conf 0) stay (0, 0, 0). The 3D of the turned view goes back with rotate_points_back.
+    """
+    frames = np.asarray(frames)
+    shape = frames.shape
+    flat = frames.reshape(-1, shape[-2], 3)
+    conf = flat[..., 2:].astype(np.float64)
+    centre = (flat[..., :2] * conf).sum(1) / np.maximum(conf.sum(1), 1e-6)           # (N,2)
+    R = rotation_to_axis(centre)                                                       # (N,3,3)
+    out = flat.copy()
+    xy = rotate_normalized(flat[..., :2].astype(np.float64), R)
+    out[..., :2] = np.where(conf > 0, xy, 0.0)
+    return out.reshape(shape), R.reshape(shape[:-2] + (3, 3))
+
+
+def rotate_points(points: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """3D points (..., M, 3) into the frame of a camera rotated by R (..., 3, 3): R p."""
+    return points @ np.swapaxes(R, -1, -2)

@@ -2,7 +2,9 @@
 
 TrackAssigner gives people without detector ids stable string ids ("0", "1", ...) by matching them
 to the people seen recently (Hungarian assignment on a scale-normalised joint distance).
-TrackManager keeps one fixed-size ring buffer of model-input frames per id, all in one pool array.
+TrackManager keeps one fixed-size ring buffer of model-input frames per id, all in one pool array,
+and for a streaming model each track's cached keys/values of its last W-1 frames (models/streaming.py)
+in a second pool with the same slots: a new or restarted track starts with an empty cache.
 
 Time rules (both classes): a frame whose stamp is older than the previous frame's (a bag looping,
 a clock reset) resets everything, since nothing recorded "after" it can be its past; a track not
@@ -116,7 +118,8 @@ class TrackManager:
     rebuilt per frame. New tracks pad by repeating their first frame (edge padding).
     """
 
-    def __init__(self, num_frames: int, timeout: float = 1.0, max_gap: float = 0.5, max_tracks: int = 256):
+    def __init__(self, num_frames: int, timeout: float = 1.0, max_gap: float = 0.5, max_tracks: int = 256,
+                 cache_shape: tuple | None = None):
         self.num_frames = num_frames
         self.timeout = timeout
         self.max_gap = max_gap
@@ -126,7 +129,10 @@ class TrackManager:
         self._frames = np.zeros((0, num_frames, NUM_JOINTS, 3), np.float32)  # (slots,T,J,C) ring per slot
         self._stamps = np.zeros((0, num_frames), np.float64)
         self._head = np.zeros(0, np.int64)  # ring slot the next frame goes to; the oldest frame once full
-        self._num_real = np.zeros(0, np.int64)  # frames seen since the track (re)started
+        self._num_real = np.zeros(0, np.int64)  # frames seen since the track (re)started, at most T
+        self._count = np.zeros(0, np.int64)  # the same, uncounted: frame n's keys/values sit in cache slot n % W-1
+        # streaming cache (slots, A, J, W-1, 2C): a ring over axis 3, any order (ages say which is which)
+        self._cache = np.zeros((0,) + tuple(cache_shape), np.float32) if cache_shape else None
         self._offsets = np.arange(num_frames)
         self._last_stamp = -np.inf
 
@@ -164,10 +170,12 @@ class TrackManager:
                 self._frames = np.zeros((old,) + (self.num_frames,) + frame_shape, np.float32)
             grow = lambda a: np.concatenate([a, np.zeros((new - old,) + a.shape[1:], a.dtype)])  # noqa: E731
             self._frames, self._stamps = grow(self._frames), grow(self._stamps)
-            self._head, self._num_real = grow(self._head), grow(self._num_real)
+            self._head, self._num_real, self._count = grow(self._head), grow(self._num_real), grow(self._count)
+            if self._cache is not None:
+                self._cache = grow(self._cache)
             self._free.extend(range(new - 1, old - 1, -1))
         slot = self._free.pop()
-        self._num_real[slot] = 0
+        self._num_real[slot] = self._count[slot] = 0
         return slot
 
     def update(self, ids: list[str], frames: np.ndarray, stamp: float):
@@ -206,16 +214,33 @@ class TrackManager:
         self._stamps[s, head] = stamp
         self._head[s] = (head + 1) % self.num_frames
         self._num_real[s] = np.minimum(self._num_real[s] + 1, self.num_frames)
+        self._count[s] += 1
 
     def _update_mixed(self, slots, frames, stamp, restart, same):
         step = ~restart & ~same
         s = slots[restart]
         self._frames[s] = frames[restart][:, None]
         self._stamps[s] = stamp
-        self._head[s], self._num_real[s] = 0, 1
-        s = slots[same]
+        self._head[s], self._num_real[s], self._count[s] = 0, 1, 1  # an empty cache: no key is valid
+        s = slots[same]  # the newest frame is replaced, and so will its keys/values be (same count)
         self._frames[s, (self._head[s] - 1) % self.num_frames] = frames[same]
         self._step(slots[step], frames[step], stamp)
+
+    # ---- streaming cache ----------------------------------------------------------------------
+    def cache(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The cached keys/values (P,A,J,W-1,2C) and their ages (P,W-1) of the frames before each
+        id's newest one (call after update). Age a = computed a frames ago; W marks an empty slot."""
+        slots = np.array([self._slots[i] for i in ids], np.int64)
+        P = self._cache.shape[3]
+        before = self._count[slots][:, None] - 1                                 # frames cached before the newest
+        ages = (before - 1 - np.arange(P)[None]) % P + 1                          # slot r holds frame before - age
+        ages = np.where(ages <= np.minimum(before, P), ages, P + 1)
+        return self._cache[slots], ages
+
+    def store_cache(self, ids: list[str], kv: np.ndarray):
+        """Write each id's newest frame's keys/values kv (P,A,J,2C) over its oldest cache slot."""
+        slots = np.array([self._slots[i] for i in ids], np.int64)
+        self._cache[slots, :, :, (self._count[slots] - 1) % self._cache.shape[3]] = kv
 
     def num_real_frames(self, track_id: str) -> int:
         """Frames seen since the track (re)started; 0 for an unknown id."""

@@ -1,4 +1,5 @@
-"""Lifting networks: shapes, gradients, router, causality, flip TTA, weights files, ONNX export."""
+"""Lifting networks: shapes, gradients, router, causality, flip TTA, weights files, ONNX export.
+Streaming (the cached one-frame step) is tested in test_streaming.py."""
 import pytest
 import torch
 import torch.nn as nn
@@ -10,10 +11,11 @@ from posemoe_ros.models.weights import load_model, model_metadata, save_weights
 from posemoe_ros.skeleton import ROOT, flip_pose
 
 TINY = {
-    "posemoe": dict(dim=16, heads=2, encoder_layers=1, decoder_layers=1),
-    "entangled": dict(dim=16, heads=2, layers=2),
+    "posemoe": dict(dim=16, heads=2, encoder_layers=1, decoder_layers=1, max_lookahead=2),
+    "entangled": dict(dim=16, heads=2, layers=2, max_lookahead=2),
     "tcn": dict(channels=32, filter_widths=[3, 3], dropout=0.0),
 }
+TRANSFORMERS = ("posemoe", "entangled")  # causal by construction: banded temporal attention
 
 
 def tiny(name, num_frames=9, **kw):
@@ -75,10 +77,14 @@ def test_depth_priors_are_gaussian_tokens():
     assert 0.7 < tokens.std().item() < 1.3  # nn.init.normal_, not zeros
 
 
+def causal(name):
+    return {"causal": True} if name == "tcn" else {}
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_causal_models_ignore_future_frames(name):
     T, t = 9, 4
-    model = tiny(name, causal=True).eval()
+    model = tiny(name, **causal(name)).eval()
     x = keypoints(2, T)
     x_future = x.clone()
     x_future[:, t + 1:] = keypoints(2, T - t - 1, seed=7)
@@ -88,15 +94,42 @@ def test_causal_models_ignore_future_frames(name):
     assert (a[:, t + 1:] - b[:, t + 1:]).abs().max() > 1e-4  # the future frames do matter
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_non_causal_models_use_future_frames(name):
-    model = tiny(name).eval()
+def test_non_causal_tcn_uses_future_frames():
+    model = tiny("tcn").eval()
     x = keypoints(1, 9)
     x_future = x.clone()
     x_future[:, 5:] += 0.5
     with torch.no_grad():
         # frame 2 sees frames 5, 6 (the tiny TCN's receptive field is 9 frames, 4 each side)
         assert (model(x)[:, 2] - model(x_future)[:, 2]).abs().max() > 1e-5
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_transformer_frames_do_not_depend_on_their_position_or_on_frames_beyond_the_receptive_field(name):
+    # 2 temporal layers deep with W = 5: frame t reads frames t-8 .. t (4 per layer), nothing older.
+    model = tiny(name, num_frames=5).eval()
+    x = keypoints(2, 12)
+    older = torch.cat([keypoints(2, 7, seed=9), x], 1)  # 7 unrelated frames before the same 12
+    with torch.no_grad():
+        a, b = model(x), model(older)[:, 7:]
+    torch.testing.assert_close(a[:, 8:], b[:, 8:], rtol=0, atol=1e-6)  # full receptive field in both
+    assert (a[:, :8] - b[:, :8]).abs().max() > 1e-4  # younger frames of x did miss the older context
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_delay_k_answers_for_frame_t_minus_k_from_frames_up_to_t(name):
+    model = tiny(name).eval()
+    for p in model.parameters():  # the delay parameters start at zero: give them something to say
+        torch.nn.init.normal_(p, std=0.3) if p.dim() >= 1 else None
+    x = keypoints(1, 9)
+    x_later = x.clone()
+    x_later[:, 6:] = keypoints(1, 3, seed=5)
+    with torch.no_grad():
+        d0, d2 = model(x, delay=0), model(x, delay=2)
+        d2_later = model(x_later, delay=2)
+    assert (d0 - d2).abs().max() > 1e-4
+    torch.testing.assert_close(d2[:, :6], d2_later[:, :6], rtol=0, atol=1e-6)  # output t reads up to t only
+    assert (d2[:, 6:] - d2_later[:, 6:]).abs().max() > 1e-4
 
 
 def test_flip_pose_twice_is_identity():
@@ -128,7 +161,7 @@ def test_flip_tta_of_mirror_symmetric_model_changes_nothing():
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_safetensors_round_trip(name, tmp_path):
-    model = tiny(name, causal=True).eval()
+    model = tiny(name, **causal(name)).eval()
     path = save_weights(model, tmp_path / "m.safetensors", extra_metadata={"run": "test"})
     loaded = load_model(path)
     assert type(loaded) is type(model) and loaded.config == model.config
@@ -175,14 +208,17 @@ def test_load_rejects_wrong_shapes_missing_tensors_and_truncation(tmp_path):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_onnx_parity_across_batch_sizes(name, tmp_path):
-    model = tiny(name, causal=(name == "posemoe"))
+    model = tiny(name, **causal(name))
     path = export_onnx(model, tmp_path / f"{name}.onnx", batch=2)
     import onnx
     assert onnx.load(str(path)).opset_import[0].version >= 17
+    T = 12 if name in TRANSFORMERS else 9  # streaming: 12 steps, past the 8-slot cache; TCN: its window
     for B in (1, 5):
-        assert onnx_parity(model, path, keypoints(B, 9, seed=B)) <= 1e-4
-    lifter = OnnxLifter(path, intra_op_threads=1)
-    assert lifter(keypoints(3, 9).numpy()).shape == (3, 9, 17, 3)
+        assert onnx_parity(model, path, keypoints(B, T, seed=B)) <= 1e-4
+        if name in TRANSFORMERS:  # with an output delay too
+            assert onnx_parity(model, path, keypoints(B, 12, seed=B), delay=2) <= 1e-4
+    if name == "tcn":
+        assert OnnxLifter(path, intra_op_threads=1)(keypoints(3, 9).numpy()).shape == (3, 9, 17, 3)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS["posemoe"]))

@@ -12,7 +12,7 @@ VAL_BANDAI_STYLES = ("dataset-1:tired", "dataset-2:elderly")  # dataset:style
 
 
 def make_splits(bandai_path, cmu_path, test_subjects=TEST_CMU_SUBJECTS, val_subjects=VAL_CMU_SUBJECTS,
-                val_styles=VAL_BANDAI_STYLES) -> dict[str, list[Clip]]:
+                val_styles=VAL_BANDAI_STYLES, extra_path=None) -> dict[str, list[Clip]]:
     """{"train", "val", "test"}: lists of Clip, deterministic (file order)."""
     if set(test_subjects) & set(val_subjects):
         raise ValueError("a CMU subject cannot be in both val and test")
@@ -23,4 +23,6 @@ def make_splits(bandai_path, cmu_path, test_subjects=TEST_CMU_SUBJECTS, val_subj
     for clip in load_clips(cmu_path):
         subject = clip.meta["subject"]
         splits["test" if subject in test_subjects else "val" if subject in val_subjects else "train"].append(clip)
+    if extra_path is not None:  # other people and motions: training only (no test subject is in it)
+        splits["train"].extend(load_clips(extra_path))
     return splits

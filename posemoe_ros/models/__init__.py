@@ -1,6 +1,7 @@
 """Model registry: build_model(name, preset, **overrides) for the lifting networks.
 
-Presets fix the window (s: 27, b: 81, l: 243 frames) and the size; `s` is the ROS node's default
+Presets fix the temporal window W (s: 27, b: 81, l: 243 frames: what each temporal attention
+reads; the transformers stream, models/streaming.py) and the size; `s` is the ROS node's default
 and is sized for real time on two CPU cores. Entangled presets match PoseMoE's parameter count
 (within 5%, tested) so the comparison isolates the architecture.
 """
@@ -17,12 +18,12 @@ MODEL_NAMES = tuple(MODELS)
 
 PRESETS = {
     "posemoe": {
-        "s": dict(num_frames=27, dim=32, heads=2, mlp_ratio=2.0, encoder_layers=1, decoder_layers=1),
+        "s": dict(num_frames=27, dim=48, heads=4, mlp_ratio=2.0, encoder_layers=2, decoder_layers=1),
         "b": dict(num_frames=81, dim=128, heads=8, mlp_ratio=2.0, encoder_layers=3, decoder_layers=2, dropout=0.1),
         "l": dict(num_frames=243, dim=256, heads=8, mlp_ratio=2.0, encoder_layers=4, decoder_layers=2, dropout=0.1),
     },
     "entangled": {
-        "s": dict(num_frames=27, dim=32, heads=2, mlp_ratio=2.5, layers=4),
+        "s": dict(num_frames=27, dim=48, heads=4, mlp_ratio=2.0, layers=7),
         "b": dict(num_frames=81, dim=128, heads=8, mlp_ratio=2.0, layers=12, dropout=0.1),
         "l": dict(num_frames=243, dim=256, heads=8, mlp_ratio=2.0, layers=14, dropout=0.1),
     },

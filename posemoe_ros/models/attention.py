@@ -2,7 +2,14 @@
 
 All blocks are pre-norm (x + f(LN(x))) and work on token sequences (N, L, C). The spatial /
 temporal wrappers fold a pose feature map (B, T, J, C) into such sequences: spatial attention
-runs across the J joints of each frame, temporal attention across the T frames of each joint.
+runs across the J joints of each frame, temporal attention across the frames of each joint.
+
+Temporal attention is causal over a band: query frame t reads key frames t-W+1 .. t (their age
+t - s is 0 .. W-1, W = `window`). Time enters only as a learned bias per head and age (a relative
+position), never as an absolute frame embedding, so the features of a frame do not depend on
+where it sits in a sequence. Hence one forward over a whole sequence and a frame-by-frame
+forward that keeps each temporal attention's keys and values of the last W-1 frames
+(`TemporalMemory`, models/streaming.py) compute the same thing: streaming is exact.
 """
 import torch
 import torch.nn as nn
@@ -21,9 +28,9 @@ class MLP(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention; self-attention when context is None, else cross-attention.
+    """Multi-head attention of queries x (N,L,C) over keys/values kv (N,S,2C) = self.kv(context).
 
-    causal=True masks keys after the query position (queries and keys must index the same frames).
+    bias: additive attention bias broadcastable to (N, heads, L, S); -inf masks a key out.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
@@ -36,20 +43,19 @@ class Attention(nn.Module):
         self.dropout = dropout
         self.proj_drop = nn.Dropout(dropout)
 
-    def forward(self, x, context=None, causal: bool = False):
+    def forward(self, x, kv, bias=None):
         N, L, C = x.shape
-        context = x if context is None else context
-        S = context.shape[1]
-        q = self.q(x).view(N, L, self.heads, C // self.heads).transpose(1, 2)          # (N, h, L, d)
-        k, v = self.kv(context).view(N, S, 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # (N, h, S, d)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+        S = kv.shape[1]
+        q = self.q(x).view(N, L, self.heads, C // self.heads).transpose(1, 2)                 # (N, h, L, d)
+        k, v = kv.view(N, S, 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)           # (N, h, S, d)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(N, L, C)
         return self.proj_drop(self.proj(y))
 
 
 class Block(nn.Module):
-    """Pre-norm self-attention + MLP on (N, L, C)."""
+    """Pre-norm self-attention + MLP on (N, L, C): spatial attention across the joints of a frame."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0):
         super().__init__()
@@ -58,13 +64,14 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio), dropout)
 
-    def forward(self, x, causal: bool = False):
-        x = x + self.attn(self.ln1(x), causal=causal)
+    def forward(self, x):
+        h = self.ln1(x)
+        x = x + self.attn(h, self.attn.kv(h))
         return x + self.mlp(self.ln2(x))
 
 
 class CrossBlock(nn.Module):
-    """Pre-norm cross-attention (x reads context) + MLP on (N, L, C)."""
+    """Pre-norm cross-attention (x reads context) + MLP on (N, L, C), across the joints of a frame."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0):
         super().__init__()
@@ -74,8 +81,47 @@ class CrossBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio), dropout)
 
-    def forward(self, x, context, causal: bool = False):
-        x = x + self.attn(self.ln_q(x), self.ln_kv(context), causal=causal)
+    def forward(self, x, context):
+        x = x + self.attn(self.ln_q(x), self.attn.kv(self.ln_kv(context)))
+        return x + self.mlp(self.ln2(x))
+
+
+class TemporalBlock(nn.Module):
+    """Pre-norm banded causal attention across frames + MLP, on (N, L, C) frame sequences of one joint.
+
+    Self-attention when context is None, else x reads context (the same frames of another stream).
+    The bias per head and age is learned; `delays` > 1 (only the network's last temporal layers)
+    gives each output delay k its own bias and query offset, so the layer can answer for frame t-k
+    from frames up to t: the lookahead (models/streaming.py). Frames older than W-1 are masked.
+    memory: None for a whole sequence; a TemporalMemory for one streaming step (L = 1).
+    """
+
+    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float = 2.0, dropout: float = 0.0,
+                 cross: bool = False, delays: int = 1):
+        super().__init__()
+        self.window = window
+        self.ln_q = nn.LayerNorm(dim)
+        self.ln_kv = nn.LayerNorm(dim) if cross else None
+        self.attn = Attention(dim, heads, dropout)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), dropout)
+        self.age_bias = nn.Parameter(torch.zeros(delays, heads, window))      # [delay, head, age]
+        self.delay_query = nn.Parameter(torch.zeros(delays, dim)) if delays > 1 else None
+
+    def forward(self, x, context=None, memory=None, delay=0):
+        q = self.ln_q(x)
+        kv = self.attn.kv(q if self.ln_kv is None else self.ln_kv(context))   # (N, L, 2C)
+        if self.delay_query is not None:
+            q = q + self.delay_query[delay]
+        bias = self.age_bias[delay]                                           # (h, W)
+        if memory is None:                                                    # a whole sequence
+            L = x.shape[1]
+            age = torch.arange(L, device=x.device)[:, None] - torch.arange(L, device=x.device)[None]  # (L, L)
+            in_band = (age >= 0) & (age < self.window)
+            bias = torch.where(in_band, bias[:, age.clamp(0, self.window - 1)], float("-inf"))    # (h, L, L)
+        else:                                                                 # one frame, with the past's kv
+            kv, bias = memory.attend(kv, bias)                                # (N, W, 2C), (N, h, 1, W)
+        x = x + self.attn(q, kv, bias)
         return x + self.mlp(self.ln2(x))
 
 
@@ -102,49 +148,44 @@ def from_temporal(x, B: int, J: int):  # (B*J, T, C) -> (B, T, J, C)
 class STBlock(nn.Module):
     """Spatial block (joints of a frame) then temporal block (frames of a joint), on (B, T, J, C)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0, causal: bool = False):
+    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float = 2.0, dropout: float = 0.0,
+                 delays: int = 1):
         super().__init__()
-        self.causal = causal
         self.spatial = Block(dim, heads, mlp_ratio, dropout)
-        self.temporal = Block(dim, heads, mlp_ratio, dropout)
+        self.temporal = TemporalBlock(dim, heads, window, mlp_ratio, dropout, delays=delays)
 
-    def forward(self, x):
+    def forward(self, x, memory=None, delay=0):
         B, T, J, _ = x.shape
         x = from_spatial(self.spatial(to_spatial(x)), B, T)
-        return from_temporal(self.temporal(to_temporal(x), causal=self.causal), B, J)
+        return from_temporal(self.temporal(to_temporal(x), memory=memory, delay=delay), B, J)
 
 
 class STCrossBlock(nn.Module):
     """Cross-attention of x onto context in the spatial then temporal dimension, on (B, T, J, C)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0, causal: bool = False):
+    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float = 2.0, dropout: float = 0.0,
+                 delays: int = 1):
         super().__init__()
-        self.causal = causal
         self.spatial = CrossBlock(dim, heads, mlp_ratio, dropout)
-        self.temporal = CrossBlock(dim, heads, mlp_ratio, dropout)
+        self.temporal = TemporalBlock(dim, heads, window, mlp_ratio, dropout, cross=True, delays=delays)
 
-    def forward(self, x, context):
+    def forward(self, x, context, memory=None, delay=0):
         B, T, J, _ = x.shape
         x = from_spatial(self.spatial(to_spatial(x), to_spatial(context)), B, T)
-        return from_temporal(self.temporal(to_temporal(x), to_temporal(context), causal=self.causal), B, J)
+        return from_temporal(self.temporal(to_temporal(x), to_temporal(context), memory, delay), B, J)
 
 
 class PoseEmbedding(nn.Module):
-    """Linear embedding of per-joint inputs plus learned joint and frame position embeddings."""
+    """Linear embedding of per-joint inputs plus a learned joint embedding (no frame position: see above)."""
 
-    def __init__(self, in_channels: int, dim: int, num_frames: int, num_joints: int):
+    def __init__(self, in_channels: int, dim: int, num_joints: int):
         super().__init__()
         self.proj = nn.Linear(in_channels, dim)
         self.joint_pos = nn.Parameter(torch.zeros(1, 1, num_joints, dim))
-        self.frame_pos = nn.Parameter(torch.zeros(1, num_frames, 1, dim))
         nn.init.trunc_normal_(self.joint_pos, std=0.02)
-        nn.init.trunc_normal_(self.frame_pos, std=0.02)
 
     def forward(self, x):  # (B, T, J, in) -> (B, T, J, C)
-        T = x.shape[1]
-        if T > self.frame_pos.shape[1]:
-            raise ValueError(f"window of {T} frames exceeds the model's num_frames {self.frame_pos.shape[1]}")
-        return self.proj(x) + self.joint_pos + self.frame_pos[:, :T]
+        return self.proj(x) + self.joint_pos
 
 
 def init_weights(module: nn.Module):

@@ -1,7 +1,11 @@
 """ONNX export of the lifting networks and an onnxruntime backend with the model's call signature.
 
-`cached_onnx(model)` exports a model once and reuses the file: the name is a hash of the config
-and the weights, so the node's onnxruntime backend starts in well under a second after the first run.
+A streaming model (models/streaming.py) is exported as its one-frame step: inputs "keypoints"
+(B,J,3), "past_kv" (B,A,J,W-1,2C), "ages" (B,W-1) int64 and "delay" () int64; outputs "pose" (B,J,3)
+and "new_kv" (B,A,J,2C); B (people) is dynamic. A full-window model maps "keypoints" (B,T,J,3) to
+"pose" (B,T,J,3). `cached_onnx(model)` exports a model once and reuses the file: the name is a hash
+of the config and the weights, so the node's onnxruntime backend starts in well under a second
+after the first run.
 """
 import hashlib
 import json
@@ -15,25 +19,36 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from posemoe_ros.models.streaming import StreamingStep, empty_cache, is_streaming
+
 OPSET = 17
 
 
-def export_onnx(model: nn.Module, path, batch: int = 1, opset: int = OPSET) -> Path:
-    """Write model (eval mode) to ONNX with input "keypoints" (B,T,J,3), output "pose"; B is dynamic."""
+def export_onnx(model: nn.Module, path, batch: int = 2, opset: int = OPSET) -> Path:
+    """Write model (eval mode) to ONNX (the step of a streaming model, see above); B is dynamic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     was_training = model.training
     model.eval()
-    x = torch.zeros(batch, cfg.num_frames, cfg.num_joints, getattr(cfg, "in_channels", 3))
+    if is_streaming(model):
+        module = StreamingStep(model)
+        past, ages = empty_cache(model, batch)
+        ages[:, : ages.shape[1] // 2] = torch.arange(1, ages.shape[1] // 2 + 1)  # traced with a part-full cache
+        args = (torch.zeros(batch, cfg.num_joints, cfg.in_channels), past, ages, torch.tensor(0))
+        names, outputs = ["keypoints", "past_kv", "ages", "delay"], ["pose", "new_kv"]
+    else:
+        module = model
+        args = (torch.zeros(batch, cfg.num_frames, cfg.num_joints, getattr(cfg, "in_channels", 3)),)
+        names, outputs = ["keypoints"], ["pose"]
+    dynamic = {n: {0: "batch"} for n in names + outputs if n != "delay"}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python checks
             # The TorchScript exporter handles these graphs (SDPA, replicate pad) directly and
             # needs no extra dependencies, so dynamo=False.
-            torch.onnx.export(model, (x,), str(path), opset_version=opset, dynamo=False,
-                              input_names=["keypoints"], output_names=["pose"],
-                              dynamic_axes={"keypoints": {0: "batch"}, "pose": {0: "batch"}})
+            torch.onnx.export(module, args, str(path), opset_version=opset, dynamo=False,
+                              input_names=names, output_names=outputs, dynamic_axes=dynamic)
     finally:
         model.train(was_training)
     return path
@@ -107,9 +122,7 @@ class OnnxLifter:
                          for _ in range(max(1, batch_parallel))]
         self.session = self.sessions[0]
         self._pool = ThreadPoolExecutor(len(self.sessions) - 1) if len(self.sessions) > 1 else None
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.num_frames, self.num_joints = inp.shape[1], inp.shape[2]
+        self.input_name = self.session.get_inputs()[0].name
 
     def _run(self, session, x: np.ndarray) -> np.ndarray:
         return session.run(None, {self.input_name: x})[0]
@@ -125,12 +138,50 @@ class OnnxLifter:
         return np.concatenate([first] + [f.result() for f in others])
 
 
+class OnnxStep(OnnxLifter):
+    """onnxruntime sessions of a streaming model's step: (x, past_kv, ages, delay) -> (pose, new_kv),
+    numpy in and out, the batch (people) split over `batch_parallel` single-threaded sessions."""
+
+    def _run_step(self, session, x, past, ages, delay):
+        return session.run(None, {"keypoints": x, "past_kv": past, "ages": ages, "delay": delay})
+
+    def __call__(self, x, past, ages, delay: int):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        past = np.ascontiguousarray(past, dtype=np.float32)
+        ages = np.ascontiguousarray(ages, dtype=np.int64)
+        d = np.array(delay, np.int64)
+        n = min(len(self.sessions), len(x))
+        if n <= 1:
+            pose, new_kv = self._run_step(self.session, x, past, ages, d)
+            return pose, new_kv
+        parts = [np.array_split(a, n) for a in (x, past, ages)]
+        others = [self._pool.submit(self._run_step, s, *(p[i] for p in parts), d)
+                  for i, s in enumerate(self.sessions[1:], 1)]
+        results = [self._run_step(self.session, *(p[0] for p in parts), d)] + [f.result() for f in others]
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
 @torch.no_grad()
-def onnx_parity(model: nn.Module, path, x: torch.Tensor) -> float:
-    """Max abs difference between the PyTorch model (eval) and the ONNX file on input x."""
+def onnx_parity(model: nn.Module, path, x: torch.Tensor, delay: int = 0) -> float:
+    """Max abs difference between the PyTorch model (eval) and the ONNX file on input x (B,T,J,3).
+
+    A streaming model runs x frame by frame through both steps (the ONNX one fed its own cache)."""
     was_training = model.training
     model.eval()
-    expected = model(x).cpu().numpy()
-    model.train(was_training)
-    got = OnnxLifter(path)(x.cpu().numpy())
-    return float(np.abs(expected - got).max())
+    try:
+        if not is_streaming(model):
+            return float(np.abs(model(x).cpu().numpy() - OnnxLifter(path)(x.cpu().numpy())).max())
+        torch_step, onnx_step = StreamingStep(model), OnnxStep(path)
+        past, ages = empty_cache(model, x.shape[0])
+        onnx_past, worst = past.numpy().copy(), 0.0
+        P = past.shape[3]
+        for t in range(x.shape[1]):
+            pose, new = torch_step(x[:, t], past, ages, torch.tensor(delay))
+            got, got_new = onnx_step(x[:, t].numpy(), onnx_past, ages.numpy(), delay)
+            worst = max(worst, float(np.abs(pose.numpy() - got).max()), float(np.abs(new.numpy() - got_new).max()))
+            past[:, :, :, t % P], onnx_past[:, :, :, t % P] = new, got_new
+            ages = torch.where(ages <= P, ages + 1, ages)
+            ages[:, t % P] = 1
+        return worst
+    finally:
+        model.train(was_training)

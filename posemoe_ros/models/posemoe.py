@@ -1,7 +1,8 @@
 """PoseMoE: mixture-of-experts lifting network (Liu et al., arXiv 2512.16494), pure PyTorch.
 
 Decouple, then aggregate:
-  embed    x (B,T,J,3) = (x_n, y_n, conf) -> h (B,T,J,C) with joint + frame position embeddings
+  embed    x (B,T,J,3) = (x_n, y_n, conf) -> h (B,T,J,C) with a joint embedding (time enters as
+           relative positions in the temporal attention, models/attention.py)
   encoder  (PME) two experts kept apart
            - 2D-pose expert: spatio-temporal self-attention refining h
            - depth expert:   learned Gaussian depth prior tokens that read h by spatial
@@ -10,6 +11,9 @@ Decouple, then aggregate:
   decoder  (PMD) bidirectional cross-attention between the streams (2D reads depth, depth reads
            2D) in the spatial and temporal dimension
   head     x, y from the 2D stream, z from the depth stream; root joint subtracted (pelvis = 0)
+Temporal attention is causal over the last `num_frames` frames (W) at every layer, so the network
+streams: models/streaming.py lifts one new frame per step from cached keys and values, exactly.
+`delay` k (0 .. max_lookahead) makes output t the pose of frame t-k (the lookahead).
 Design choices the paper leaves open are explained in docs/model.md.
 """
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from posemoe_ros.skeleton import NUM_JOINTS, ROOT
 
 @dataclass
 class PoseMoEConfig:
-    num_frames: int = 27
+    num_frames: int = 27        # W: frames each temporal attention reads (the current one and W-1 before it)
     num_joints: int = NUM_JOINTS
     in_channels: int = 3
     dim: int = 48
@@ -33,8 +37,8 @@ class PoseMoEConfig:
     encoder_layers: int = 1     # spatio-temporal layers in each expert
     decoder_layers: int = 1     # bidirectional cross-expert layers
     dropout: float = 0.0
-    causal: bool = False        # temporal attention sees only past and current frames
     router_fuse: bool = True    # add the router-fused feature to both streams at decoder entry
+    max_lookahead: int = 8      # output delays the last decoder layer is trained for (0 .. this)
 
 
 class DepthExpert(nn.Module):
@@ -42,24 +46,23 @@ class DepthExpert(nn.Module):
 
     def __init__(self, cfg: PoseMoEConfig):
         super().__init__()
-        # One prior token per joint, shared by all frames (frame identity comes from frame_pos).
+        # One prior token per joint, the same for every frame: a frame's depth features come only
+        # from what its tokens read (and, through the temporal blocks, from the frames before it).
         self.depth_tokens = nn.Parameter(torch.empty(1, 1, cfg.num_joints, cfg.dim))
-        self.frame_pos = nn.Parameter(torch.zeros(1, cfg.num_frames, 1, cfg.dim))
         self.read = nn.ModuleList(CrossBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout)
                                   for _ in range(cfg.encoder_layers))
-        self.blocks = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.causal)
+        self.blocks = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.num_frames, cfg.mlp_ratio, cfg.dropout)
                                     for _ in range(cfg.encoder_layers))
 
     def reset_priors(self):
         nn.init.normal_(self.depth_tokens, std=1.0)
-        nn.init.trunc_normal_(self.frame_pos, std=0.02)
 
-    def forward(self, h):  # h (B,T,J,C) embedded 2D -> (B,T,J,C) depth features
+    def forward(self, h, memory=None):  # h (B,T,J,C) embedded 2D -> (B,T,J,C) depth features
         B, T, J, C = h.shape
-        d = (self.depth_tokens + self.frame_pos[:, :T]).expand(B, T, J, C)
+        d = self.depth_tokens.repeat(B, T, 1, 1)  # not expand: a view of a leaf confuses flop_counter
         for read, block in zip(self.read, self.blocks):
             d = from_spatial(read(to_spatial(d), to_spatial(h)), B, T)  # depth tokens of a frame read its 2D joints
-            d = block(d)
+            d = block(d, memory)
         return d
 
 
@@ -80,14 +83,15 @@ class PoseRouter(nn.Module):
 class DecoderLayer(nn.Module):
     """Cross-expert aggregation: each stream reads the other (spatial then temporal)."""
 
-    def __init__(self, cfg: PoseMoEConfig):
+    def __init__(self, cfg: PoseMoEConfig, delays: int = 1):
         super().__init__()
-        self.pose_reads_depth = STCrossBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.causal)
-        self.depth_reads_pose = STCrossBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.causal)
+        args = (cfg.dim, cfg.heads, cfg.num_frames, cfg.mlp_ratio, cfg.dropout)
+        self.pose_reads_depth = STCrossBlock(*args, delays=delays)
+        self.depth_reads_pose = STCrossBlock(*args, delays=delays)
 
-    def forward(self, p, d):
+    def forward(self, p, d, memory=None, delay=0):
         # Both directions read the other stream's input to this layer, so the update is symmetric.
-        return self.pose_reads_depth(p, d), self.depth_reads_pose(d, p)
+        return self.pose_reads_depth(p, d, memory, delay), self.depth_reads_pose(d, p, memory, delay)
 
 
 class PoseMoE(nn.Module):
@@ -96,28 +100,31 @@ class PoseMoE(nn.Module):
     def __init__(self, config: PoseMoEConfig):
         super().__init__()
         self.config = cfg = config
-        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_frames, cfg.num_joints)
-        self.pose_expert = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.causal)
+        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_joints)
+        self.pose_expert = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.num_frames, cfg.mlp_ratio, cfg.dropout)
                                          for _ in range(cfg.encoder_layers))
         self.depth_expert = DepthExpert(cfg)
         self.router = PoseRouter(cfg.dim)
-        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        # Only the last decoder layer knows the output delay: everything below it is cached as is.
+        self.decoder = nn.ModuleList(DecoderLayer(cfg, delays=cfg.max_lookahead + 1 if i == cfg.decoder_layers - 1 else 1)
+                                     for i in range(cfg.decoder_layers))
         self.xy_head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 2))
         self.z_head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 1))
         self.apply(init_weights)
         self.depth_expert.reset_priors()
 
-    def forward(self, x, return_aux: bool = False):
+    def forward(self, x, delay=0, memory=None, return_aux: bool = False):
+        """x (B,T,J,3) -> (B,T,J,3): output t is frame t-delay. memory: one streaming step (T = 1)."""
         h = self.embed(x)                               # (B,T,J,C)
         p = h
         for block in self.pose_expert:                  # 2D-pose expert
-            p = block(p)
-        d = self.depth_expert(h)                        # depth expert
+            p = block(p, memory)
+        d = self.depth_expert(h, memory)                # depth expert
         fused, weights = self.router([p, d])            # (B,T,J,C), (B,T,J,2)
         if self.config.router_fuse:
             p, d = p + fused, d + fused
-        for layer in self.decoder:                      # cross-expert decoder
-            p, d = layer(p, d)
+        for i, layer in enumerate(self.decoder):        # cross-expert decoder; the last one is delayed
+            p, d = layer(p, d, memory, delay if i == len(self.decoder) - 1 else 0)
         xy = self.xy_head(p)                            # (B,T,J,2)
         z = self.z_head(d)                              # (B,T,J,1)
         xy = xy - xy[:, :, ROOT:ROOT + 1]

@@ -3,12 +3,15 @@
     posemoe-eval --weights W.safetensors --data PATH.npz [--clips all|SUBSTRING] [--out DIR] [--flip-tta]
     posemoe-eval --weights W.safetensors --split test --data-dir DIR      # held-out CMU subjects
 
-Protocol (docs/training.md): every clip is cut into windows of the model's length (stride --stride);
-each window gets a fixed, seeded synthetic camera and detector noise (LiftingWindows with
-deterministic=True, seed = --seed + clip index, no bone augmentation). Frame metrics are reported
-for the centre frame of each window (offline, T//2 frames of lookahead), for the last frame
-(causal, no lookahead) and for lookahead k (predict frame T-1-k). MPJVE is over all frames of each
-window. Writes metrics.json, results.md and eval.png to --out.
+Protocol (docs/training.md): every clip is cut into windows (stride --stride): the model's length T
+for a full-window model, the length it was trained on (2W-1) for a streaming one, which then runs
+from the window's first frame as a new track would. Each window gets a fixed, seeded synthetic
+camera and detector noise (LiftingWindows with deterministic=True, seed = --seed + clip index, no
+bone augmentation), every frame turned onto the optical axis as the node does. Frame metrics:
+"causal" is the last frame with no lookahead; "centre" the most lookahead the model offers (a
+full-window model's centre frame, T//2 frames ahead; a streaming model's max_lookahead); and
+lookahead k (frame T-1-k, for a streaming model the output with delay k). MPJVE is over all frames
+of each window (no lookahead). Writes metrics.json, results.md and eval.png to --out.
 """
 import argparse
 import fnmatch
@@ -21,22 +24,38 @@ import torch
 from tqdm import tqdm
 
 from posemoe_ros import metrics
+from posemoe_ros.models.streaming import is_streaming
 from posemoe_ros.skeleton import JOINT_NAMES
 
 LOOKAHEADS = (0, 2, 4, 8, 13)
 
 
+def protocol_frames(model) -> int:
+    """Window length of the protocol: T, or for a streaming model the length it was trained on."""
+    W = model.config.num_frames
+    return 2 * W - 1 if is_streaming(model) else W
+
+
+def lookaheads(model) -> tuple[int, ...]:
+    top = model.config.max_lookahead if is_streaming(model) else protocol_frames(model) - 1
+    return tuple(k for k in LOOKAHEADS if k <= top)
+
+
 @torch.no_grad()
-def predict(model, dataset, batch_size: int, flip_tta: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the model over every window: (pred, target), each (N, T, J, 3) on the CPU."""
+def predict(model, dataset, batch_size: int, flip_tta: bool, device, delay: int = 0):
+    """Run the model over every window: (pred, target), each (N, T, J, 3) on the CPU; with a delay
+    (streaming models) output t answers for frame t - delay."""
     from posemoe_ros.models.flip import flip_tta as flip_average
+    from posemoe_ros.training.train import on_axis
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    run = (lambda x: model(x, delay=delay)) if delay else model
     preds, targets = [], []
     for batch in loader:
-        x = batch["input"].to(device)
-        y = flip_average(model, x) if flip_tta else model(x)
+        x, target = on_axis(batch)
+        x = x.to(device)
+        y = flip_average(run, x) if flip_tta else run(x)
         preds.append(y.float().cpu())
-        targets.append(batch["target"].float())
+        targets.append(target)
     return torch.cat(preds), torch.cat(targets)
 
 
@@ -53,8 +72,12 @@ def evaluate_clips(model, clips, stride: int = 4, seed: int = 0, flip_tta: bool 
     """Every metric of model on clips under the protocol above (a JSON-ready dict)."""
     from posemoe_ros.data.windows import LiftingWindows
     model.eval()
-    t = model.config.num_frames
+    t = protocol_frames(model)
+    streaming = is_streaming(model)
+    ks = lookaheads(model)
+    centre_k = ks[-1] if streaming else t // 2
     preds, targets, per_clip = [], [], {}
+    ahead = {k: [] for k in ks}  # streaming: frame T-1-k answered with delay k, (N, J, 3) each
     for i, clip in enumerate(tqdm(clips, desc="clips", disable=not progress, dynamic_ncols=True)):
         ds = LiftingWindows([clip], t, stride=stride, seed=seed + i, augment=False, deterministic=True)
         if len(ds) == 0:
@@ -62,24 +85,27 @@ def evaluate_clips(model, clips, stride: int = 4, seed: int = 0, flip_tta: bool 
         p, y = predict(model, ds, batch_size, flip_tta, device)
         preds.append(p)
         targets.append(y)
+        for k in ks:
+            ahead[k].append(predict(model, ds, batch_size, flip_tta, device, k)[0][:, -1] if streaming and k
+                            else p[:, -1 - k])
         per_clip[clip.name] = {
             "windows": len(ds),
-            "centre_mpjpe_mm": round(1000 * metrics.mpjpe(p[:, t // 2], y[:, t // 2]), 2),
+            "centre_mpjpe_mm": round(1000 * metrics.mpjpe(ahead[centre_k][-1] if streaming else p[:, t // 2],
+                                                          y[:, t - 1 - centre_k]), 2),
             "causal_mpjpe_mm": round(1000 * metrics.mpjpe(p[:, -1], y[:, -1]), 2)}
     if not preds:
         raise ValueError(f"no clip is long enough for {t}-frame windows")
     pred, target = torch.cat(preds), torch.cat(targets)                  # (N, T, J, 3)
-    lookahead = {}
-    for k in LOOKAHEADS:
-        if k < t:
-            f = t - 1 - k
-            lookahead[str(k)] = {"mpjpe_mm": 1000 * metrics.mpjpe(pred[:, f], target[:, f]),
-                                 "p_mpjpe_mm": 1000 * metrics.p_mpjpe(pred[:, f], target[:, f])}
+    ahead = {k: torch.cat(v) for k, v in ahead.items()}
+    lookahead = {str(k): {"mpjpe_mm": 1000 * metrics.mpjpe(ahead[k], target[:, t - 1 - k]),
+                          "p_mpjpe_mm": 1000 * metrics.p_mpjpe(ahead[k], target[:, t - 1 - k])} for k in ks}
+    centre_pred = ahead[centre_k] if streaming else pred[:, t // 2]
     return {
         "num_frames": t, "num_clips": len(per_clip), "num_windows": int(pred.shape[0]),
         "protocol": {"stride": stride, "seed": seed, "flip_tta": flip_tta,
                      "windows": "LiftingWindows(deterministic=True, augment=False), seed+clip index"},
-        "centre": frame_metrics(pred[:, t // 2], target[:, t // 2]),
+        "streaming": streaming, "centre_lookahead": centre_k,
+        "centre": frame_metrics(centre_pred, target[:, t - 1 - centre_k]),
         "causal": frame_metrics(pred[:, -1], target[:, -1]),
         "mpjve_mm_per_frame": 1000 * metrics.mpjve(pred, target),
         "window_mpjpe_mm": 1000 * metrics.mpjpe(pred, target),
@@ -103,7 +129,7 @@ def markdown(result: dict, title: str) -> str:
              f"{', flip TTA' if result['protocol']['flip_tta'] else ''}); "
              f"MPJVE {result['mpjve_mm_per_frame']:.2f} mm/frame.", "",
              head, "|" + "---|" * (len(SUMMARY_KEYS) + 1)]
-    centre = f"centre (lookahead {result['num_frames'] // 2})"
+    centre = f"centre (lookahead {result['centre_lookahead']})"
     for mode, label in (("centre", centre), ("causal", "causal (last)")):
         m = result[mode]
         lines.append(f"| {label} | " + " | ".join(

@@ -1,19 +1,26 @@
 """Train a lifting model (PoseMoE or a baseline) from a YAML config.
 
     posemoe-train --config config/train/posemoe_s.yaml [--data-dir DIR | --bandai P --cmu P]
-                  [--out runs/NAME] [--resume] [--max-steps N] [--device auto|cpu|cuda]
+                  [--out runs/NAME] [--resume | --init WEIGHTS] [--max-steps N] [--device auto|cpu|cuda]
     torchrun --nproc_per_node=N -m posemoe_ros.training.train --config ...   # DDP, one process per GPU
 
-Windows come from posemoe_ros.data (synthetic cameras + detector noise on real mocap); validation
-uses the deterministic evaluation windows of the val split. Outputs in --out: best.safetensors,
-last.safetensors (weights, loadable with models.weights.load_model), state.safetensors + state.json
-(optimizer and step, for --resume; no pickles), log.csv and curves.png.
+Sequences come from posemoe_ros.data (synthetic cameras + detector noise on real mocap), each
+frame turned onto the optical axis as the node turns it (optical_axis.view_on_axis). The
+streaming transformers train on sequences longer than their window with the banded causal masks
+they stream with, a loss on every frame, and an output delay (lookahead) drawn per step from
+0..max_lookahead, so one model serves every lookahead. Validation uses deterministic sequences of
+the val split. Outputs in --out: best.safetensors, last.safetensors (weights, loadable with
+models.weights.load_model; their metadata counts the steps, windows and CPU-hours behind them,
+carried over from --init), state.safetensors + state.json (optimizer and step, for --resume; no
+pickles), log.csv and curves.png. Stopped at any moment, a run goes on with --resume (same
+schedule) or --init OUT/best.safetensors (a new schedule from those weights).
 """
 import argparse
 import csv
 import json
 import math
 import os
+import resource
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,6 +35,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subs
 from tqdm import tqdm
 
 from posemoe_ros import metrics
+from posemoe_ros.models.streaming import is_streaming
+from posemoe_ros.optical_axis import rotate_points, view_on_axis
 from posemoe_ros.skeleton import flip_pose
 from posemoe_ros.training.losses import LossWeights, lifting_loss
 
@@ -47,6 +56,8 @@ class DataSection:
     data_dir: str | None = "../shared/data"   # relative paths: to the CWD, else to the config's folders
     bandai: str = "bandai_h36m17.npz"          # file names inside data_dir (or absolute paths)
     cmu: str = "cmu_h36m17.npz"
+    extra: str | None = "extra_h36m17.npz"    # optional third file (ReActIdle, more CMU motions); null = none
+    sequence_frames: int = 0                  # training sequence length; 0 = 2W-1 (streaming) or W (TCN)
     train_stride: int = 1
     val_stride: int = 8
     val_windows: int = 256                     # fixed, evenly spaced subset of the val windows
@@ -132,26 +143,55 @@ def learning_rate(step: int, o: OptimSection) -> float:
 
 
 def random_flip(x: torch.Tensor, y: torch.Tensor, prob: float, gen: torch.Generator):
-    """Mirror each window (input and target together) with probability prob."""
+    """Mirror each sequence (input and target together) with probability prob."""
     if prob <= 0:
         return x, y
     mask = (torch.rand(x.shape[0], generator=gen) < prob).to(x.device)[:, None, None, None]
     return torch.where(mask, flip_pose(x), x), torch.where(mask, flip_pose(y), y)
 
 
+def on_axis(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) of a batch with every frame turned onto the optical axis, as the node does."""
+    x, R = view_on_axis(batch["input"].numpy())                         # (B,T,J,3), (B,T,3,3)
+    y = rotate_points(batch["target"].numpy().astype(np.float64), R)     # root-relative stays root-relative
+    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
+
+
+def delayed(pred: torch.Tensor, target: torch.Tensor, aux: dict, delay: int):
+    """Align outputs with the frames they answer for: output t is frame t - delay."""
+    if delay == 0:
+        return pred, target, aux
+    n = pred.shape[1] - delay
+    return pred[:, delay:], target[:, :n], {k: v[:, delay:] for k, v in aux.items() if k in ("xy", "z")}
+
+
+def sequence_frames(cfg: TrainConfig, model) -> int:
+    if cfg.data.sequence_frames:
+        return cfg.data.sequence_frames
+    W = model.config.num_frames
+    return 2 * W - 1 if is_streaming(model) else W
+
+
 @torch.no_grad()
 def validate(model, loader, device) -> dict[str, float]:
+    """MPJPE over every frame (delay 0), and of the last frame (full context) with its P-MPJPE."""
     model.eval()
     preds, targets = [], []
     for batch in loader:
-        preds.append(model(batch["input"].to(device)).float().cpu())
-        targets.append(batch["target"])
+        x, y = on_axis(batch)
+        preds.append(model(x.to(device)).float().cpu())
+        targets.append(y)
     model.train()
     pred, target = torch.cat(preds), torch.cat(targets)            # (N, T, J, 3)
-    t = pred.shape[1]
     return {"val_mpjpe_mm": 1000 * metrics.mpjpe(pred, target),
-            "val_centre_mpjpe_mm": 1000 * metrics.mpjpe(pred[:, t // 2], target[:, t // 2]),
-            "val_p_mpjpe_mm": 1000 * metrics.p_mpjpe(pred[:, t // 2], target[:, t // 2])}
+            "val_last_mpjpe_mm": 1000 * metrics.mpjpe(pred[:, -1], target[:, -1]),
+            "val_p_mpjpe_mm": 1000 * metrics.p_mpjpe(pred[:, -1], target[:, -1])}
+
+
+def cpu_hours() -> float:
+    """CPU time of this process and its finished children (data workers), hours."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime) / 3600
 
 
 # -----------------------------------------------------------------------------
@@ -181,7 +221,7 @@ def load_train_state(out: Path, optimizer) -> tuple[int, float]:
 
 
 CSV_COLUMNS = ["step", "lr", "loss", "mpjpe", "n_mpjpe", "velocity", "aux_xy", "aux_z",
-               "val_mpjpe_mm", "val_centre_mpjpe_mm", "val_p_mpjpe_mm", "elapsed_s"]
+               "val_mpjpe_mm", "val_last_mpjpe_mm", "val_p_mpjpe_mm", "elapsed_s"]
 
 
 def plot_curves(csv_path: Path, png_path: Path):
@@ -191,7 +231,7 @@ def plot_curves(csv_path: Path, png_path: Path):
     rows = list(csv.DictReader(csv_path.open()))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     tr = [(int(r["step"]), float(r["loss"])) for r in rows if r["loss"]]
-    va = [(int(r["step"]), float(r["val_mpjpe_mm"]), float(r["val_centre_mpjpe_mm"]), float(r["val_p_mpjpe_mm"]))
+    va = [(int(r["step"]), float(r["val_mpjpe_mm"]), float(r["val_last_mpjpe_mm"]), float(r["val_p_mpjpe_mm"]))
           for r in rows if r["val_mpjpe_mm"]]
     if tr:
         a.plot(*zip(*tr), label="train loss")
@@ -200,8 +240,8 @@ def plot_curves(csv_path: Path, png_path: Path):
     if va:
         s, v, c, pa = zip(*va)
         b.plot(s, v, "o-", label="MPJPE, all frames")
-        b.plot(s, c, "s-", label="MPJPE, centre frame")
-        b.plot(s, pa, "^-", label="P-MPJPE, centre frame")
+        b.plot(s, c, "s-", label="MPJPE, last frame")
+        b.plot(s, pa, "^-", label="P-MPJPE, last frame")
         b.legend()
     b.set(xlabel="step", ylabel="mm", title="validation error")
     for ax in (a, b):
@@ -229,7 +269,8 @@ def _seed_worker(worker_id: int):
 
 
 def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = False,
-          max_steps: int | None = None, device: str = "auto", progress: bool = True) -> torch.nn.Module:
+          max_steps: int | None = None, device: str = "auto", progress: bool = True,
+          init: Path | None = None, extra: Path | None = None) -> torch.nn.Module:
     """Train per cfg; under torchrun (WORLD_SIZE > 1) runs DDP. Returns the trained (unwrapped) model."""
     from posemoe_ros.data.splits import make_splits
     from posemoe_ros.data.windows import LiftingWindows
@@ -250,12 +291,20 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
     torch.manual_seed(o.seed)                 # identical init on every rank (DDP also broadcasts it)
     np.random.seed(o.seed + rank)             # window sampling in the main process (num_workers=0)
     model = build_model(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(dev)
-    num_frames = model.config.num_frames
+    history = {"total_steps": 0, "total_windows": 0, "cpu_hours": 0.0}    # behind the weights we start from
+    if init is not None and not resume:
+        from posemoe_ros.models.weights import load_model, model_metadata
+        model.load_state_dict(load_model(init).state_dict())
+        before = model_metadata(init)
+        history = {k: type(v)(before.get(k, v)) for k, v in history.items()}
+    streaming = is_streaming(model)
+    max_delay = getattr(model.config, "max_lookahead", 0) if streaming else 0
+    length = sequence_frames(cfg, model)
 
-    splits = make_splits(bandai, cmu)
-    train_ds = LiftingWindows(splits["train"], num_frames, stride=cfg.data.train_stride,
+    splits = make_splits(bandai, cmu, extra_path=extra) if extra else make_splits(bandai, cmu)
+    train_ds = LiftingWindows(splits["train"], length, stride=cfg.data.train_stride,
                               seed=o.seed + 1000 * rank, augment=cfg.data.bone_augment)
-    val_ds = LiftingWindows(splits["val"], num_frames, stride=cfg.data.val_stride, seed=0,
+    val_ds = LiftingWindows(splits["val"], length, stride=cfg.data.val_stride, seed=0,
                             augment=False, deterministic=True)
     n_val = min(cfg.data.val_windows, len(val_ds))
     val_ds = Subset(val_ds, np.linspace(0, len(val_ds) - 1, n_val).round().astype(int).tolist())
@@ -279,9 +328,14 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
     out.mkdir(parents=True, exist_ok=True)
     step, best = 0, float("inf")
     if resume and (out / "state.json").exists():
-        from posemoe_ros.models.weights import load_model
+        from posemoe_ros.models.weights import load_model, model_metadata
         model.load_state_dict(load_model(out / "last.safetensors").state_dict())
         step, best = load_train_state(out, optimizer)
+        before = model_metadata(out / "last.safetensors")
+        history = {k: type(v)(before.get(k, v)) for k, v in history.items()}
+        history["total_steps"] -= step  # the run's own steps are added back below
+        history["total_windows"] -= step * o.batch_size
+    run_step0, cpu0 = step, cpu_hours()
     end = min(o.steps, max_steps) if max_steps is not None else o.steps
     raw_model = model
     if ddp:
@@ -295,11 +349,14 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
             w = csv.DictWriter(f, CSV_COLUMNS)
             w.writeheader()
             w.writerows(r for r in old if int(r["step"]) <= step)
-    meta = {"model_name": cfg.model.name, "train_config": json.dumps(asdict(cfg))}
+    meta = {"model_name": cfg.model.name, "train_config": json.dumps(asdict(cfg)), "sequence_frames": str(length)}
 
     def checkpoint(name: str, val: dict):
+        totals = {"total_steps": history["total_steps"] + step,
+                  "total_windows": history["total_windows"] + step * o.batch_size,
+                  "cpu_hours": f"{history['cpu_hours'] + (cpu_hours() - cpu0) * world:.3f}"}
         save_weights(raw_model, out / f"{name}.safetensors",
-                     extra_metadata={**meta, "step": str(step), **{k: f"{v:.3f}" for k, v in val.items()}})
+                     extra_metadata={**meta, "step": str(step), **totals, **{k: f"{v:.3f}" for k, v in val.items()}})
 
     def log(row: dict):
         with csv_path.open("a", newline="") as f:
@@ -323,9 +380,14 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
         lr = learning_rate(step, o)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        x, y = random_flip(batch["input"].to(dev), batch["target"].to(dev), o.flip_prob, gen)
-        pred, aux = model(x, return_aux=True)
-        loss, parts = lifting_loss(pred, y, aux, cfg.loss)
+        x, y = on_axis(batch)
+        x, y = random_flip(x.to(dev), y.to(dev), o.flip_prob, gen)
+        if streaming:  # one output delay per step, so every delay the last layer knows gets trained
+            delay = int(torch.randint(0, max_delay + 1, (), generator=gen))
+            pred, aux = model(x, delay=delay, return_aux=True)
+        else:
+            delay, (pred, aux) = 0, model(x, return_aux=True)
+        loss, parts = lifting_loss(*delayed(pred, y, aux, delay), cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if o.grad_clip > 0:
@@ -372,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cmu", help="path of the CMU npz (overrides --data-dir)")
     ap.add_argument("--out", help="output folder (default runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors + state")
+    ap.add_argument("--init", help="start from these weights with a new schedule (their step, window and "
+                    "CPU-hour counts carry over into the new weights' metadata)")
+    ap.add_argument("--extra", help="path of the extra npz (overrides the config's data.extra)")
     ap.add_argument("--max-steps", type=int,
                     help="stop after this many steps (the LR schedule keeps the config's length)")
     ap.add_argument("--steps", type=int,
@@ -390,9 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     bandai, cmu = data_paths(cfg, anchors) if not (args.bandai and args.cmu) else (None, None)
     bandai = Path(args.bandai).resolve() if args.bandai else bandai
     cmu = Path(args.cmu).resolve() if args.cmu else cmu
+    if args.extra:
+        extra = Path(args.extra).resolve()
+    elif cfg.data.extra and bandai is not None and (bandai.parent / cfg.data.extra).exists():
+        extra = bandai.parent / cfg.data.extra
+    else:
+        extra = None
     out = Path(args.out) if args.out else Path("runs") / cfg_path.stem
     train(cfg, bandai, cmu, out, resume=args.resume, max_steps=args.max_steps, device=args.device,
-          progress=not args.no_progress)
+          progress=not args.no_progress, init=Path(args.init) if args.init else None, extra=extra)
     return 0
 
 
