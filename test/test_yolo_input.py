@@ -215,3 +215,58 @@ def test_yolo_input_without_yolo_msgs_stops_at_start_up_with_one_line_saying_wha
     lines = [line for line in out.splitlines() if line.strip()]
     assert run.returncode == 1 and len(lines) == 1 and "Traceback" not in out, out
     assert "FATAL" in lines[0] and "yolo_msgs" in lines[0] and "yolo_ros" in lines[0], lines[0]
+
+
+def test_yolo_input_pairs_with_depth_of_the_camera_info_size(ros_context):
+    """yolo detections carry no image size: the aligned depth image must have CameraInfo's."""
+    from sensor_msgs.msg import Image
+    from posemoe_ros.camera import project
+    from posemoe_ros.msg import Skeleton3D
+    from posemoe_ros.ros.fallbacks import numpy_to_image
+    from test_fuzz import COCO_FACE_OFFSET, COCO_FROM_H36M, _yolo_msg
+    from test_lift_node import K, Harness, camera_info, synthetic_person, torso_depth_image
+
+    h = Harness(ros_context, keypoints=(DetectionArray, "detections"), input_type="yolo",
+                input_reliability="reliable", use_depth=True, warn_period=60.0, device="cpu")
+    try:
+        pub_depth = h.peer.create_publisher(Image, "depth", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        h.pub_info.publish(camera_info())
+        assert spin_until(h.executor, lambda: h.node._camera is not None and pub_depth.get_subscription_count() > 0)
+        truth = synthetic_person(0.5)
+        uv = project(truth, K)[:, COCO_FROM_H36M] + COCO_FACE_OFFSET
+        t0 = h.node.get_clock().now().nanoseconds - 10 * NS
+        for i in range(len(truth)):
+            msg = _yolo_msg(t0 + i * NS // 30, [("person", "3", [(k + 1, x, y, 0.9) for k, (x, y) in enumerate(uv[i])])])
+            depth = torso_depth_image(truth[i])
+            pub_depth.publish(numpy_to_image(depth if i % 2 else depth[::2, ::2].copy(), "16UC1", msg.header))
+            h.send(msg, expect_outputs=i + 1)
+            (person,) = h.out[-1].skeletons
+            # odd frames: the full-size depth fixes the root; even: half size, not aligned, ignored
+            assert person.root_source == (Skeleton3D.ROOT_SOURCE_DEPTH if i % 2 else Skeleton3D.ROOT_SOURCE_REPROJECTION)
+            if i % 2:
+                root = np.array([person.root_position.x, person.root_position.y, person.root_position.z])
+                assert np.linalg.norm(root - truth[i, 0]) < 0.3
+        assert h.node.stats.rejected == Counter(bad_depth_image=(len(truth) + 1) // 2)
+    finally:
+        h.close()
+
+
+def test_yolo_input_before_camera_info_needs_the_principal_point_it_cannot_guess(ros_context):
+    from rcl_interfaces.msg import Log
+    from test_fuzz import _yolo_msg
+    from test_lift_node import Harness
+
+    h = Harness(ros_context, keypoints=(DetectionArray, "detections"), input_type="yolo",
+                input_reliability="reliable", fx=600.0, warn_period=60.0, device="cpu")
+    try:
+        person = [("person", "1", [(k + 1, 300.0 + 3 * k, 100.0 + 15 * k, 0.9) for k in range(17)])]
+        t0 = h.node.get_clock().now().nanoseconds - 10 * NS
+        h.send(_yolo_msg(t0, person))  # no image size, so no image centre: waits
+        assert h.out == [] and h.node.stats.rejected == Counter(no_camera_info=1)
+        assert spin_until(h.executor, lambda: any("no image size" in log.msg for log in h.logs if log.level == Log.WARN))
+        assert all(r.successful for r in h.node.set_parameters([Parameter("cx", value=319.5),
+                                                               Parameter("cy", value=239.5)]))
+        h.send(_yolo_msg(t0 + NS // 30, person), expect_outputs=1)
+        assert [p.id for p in h.out[0].skeletons] == ["1"]
+    finally:
+        h.close()
