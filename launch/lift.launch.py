@@ -24,6 +24,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics"),
         DeclareLaunchArgument("keypoints_topic", default_value="keypoints_2d",
                               description="Input posemoe_ros/Skeleton2DArray topic"),
+        DeclareLaunchArgument("input_type", default_value="skeleton2d", choices=["skeleton2d", "yolo"],
+                              description="skeleton2d: keypoints_topic; yolo: yolo_ros's yolo_msgs/DetectionArray "
+                                          "on detections_topic"),
+        DeclareLaunchArgument("detections_topic", default_value="detections",
+                              description="Input yolo_msgs/DetectionArray topic (input_type yolo), e.g. "
+                                          "/yolo/tracking"),
         DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
                               description="Input sensor_msgs/CameraInfo topic"),
         DeclareLaunchArgument("image_topic", default_value="image",
@@ -40,9 +46,11 @@ def generate_launch_description() -> LaunchDescription:
         namespace=arg("namespace"),
         output="screen",
         emulate_tty=True,
-        parameters=[arg("config"), {"weights": arg("weights"), "device": arg("device")}],
+        parameters=[arg("config"), {"weights": arg("weights"), "device": arg("device"),
+                                    "input_type": arg("input_type")}],
         remappings=[
             ("keypoints_2d", arg("keypoints_topic")),
+            ("detections", arg("detections_topic")),
             ("camera_info", arg("camera_info_topic")),
             ("image", arg("image_topic")),
             ("depth", arg("depth_topic")),

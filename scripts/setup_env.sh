@@ -52,9 +52,14 @@ if ! "$VENV/bin/python" -c 'import tf2_msgs.msg' 2>/dev/null; then
   echo "setup_env: building tf2_msgs/TFMessage"
   cmake_install scripts/tf2_msgs_fallback build/tf2_msgs
 fi
+# yolo_msgs (the lift node's optional input_type:=yolo) where no yolo_ros install provides it.
+if ! "$VENV/bin/python" -c 'import yolo_msgs.msg' 2>/dev/null; then
+  echo "setup_env: building yolo_msgs"
+  cmake_install scripts/yolo_msgs_fallback build/yolo_msgs
+fi
 
 # 3. This package, exactly as colcon builds it.
 cmake_install "$ROOT" build/posemoe_ros
-"$VENV/bin/python" -c 'import posemoe_ros.msg, tf2_msgs.msg, rclpy, torch' \
+"$VENV/bin/python" -c 'import posemoe_ros.msg, tf2_msgs.msg, yolo_msgs.msg, rclpy, torch' \
   || die "the installed environment does not import; see build/*.log"
 echo "setup_env: .venv ready"

@@ -540,3 +540,258 @@ def test_fuzzed_depth_and_images_cost_only_themselves(ros_context):
               f"{len(h.out)} lifted, {sum(good_depth)} with depth roots, {len(h.overlays)} overlays")
     finally:
         h.close()
+
+
+# ---- yolo_ros input (input_type yolo): yolo_msgs/DetectionArray, malformed ---------------------
+YOLO_BURSTS = 40
+YOLO_REJECTED = {"invalid_stamp": 0.4, "too_many_people": 0.25, "random": 0.6}
+YOLO_ACCEPTED = {"bad_keypoint_id": 0.4, "nonfinite": 0.4, "duplicate_keypoint_id": 0.4, "duplicate_id": 0.2,
+                 "other_class": 0.3, "no_keypoints": 0.3, "sparse": 0.2, "empty": 0.1}
+# COCO-17 keypoints of the fuzzer's H36M-17 people: the H36M joint each sits on, and a pixel
+# offset for the face (eyes and ears around the nose and head).
+COCO_FROM_H36M = [9, 9, 9, 10, 10, 11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3]
+COCO_FACE_OFFSET = np.zeros((17, 2))
+COCO_FACE_OFFSET[1:5] = [(4, -4), (-4, -4), (8, 0), (-8, 0)]
+BAD_KEYPOINT_IDS = (0, -1, 18, 100, INT32_MAX, -INT32_MAX - 1)
+FLOAT32_BOUND = 3.402823466e38  # rosidl's float32 range: larger values reach the node as +-inf
+
+
+class YoloFuzzer(Fuzzer):
+    """Fuzz cases as yolo_ros publishes them. A person is [(1-based id, x, y, score)] entries;
+    `ref` holds the coco17 arrays the lifter must see, written from the rules in docs/reliability.md
+    (left-out keypoints are (0, 0, 0); bad and repeated ids left out, the first of a repeat kept;
+    values beyond float32 are +-inf)."""
+
+    def coco_person(self, omit: int | None = None) -> np.ndarray:
+        h36m = self.person()
+        kps = h36m[COCO_FROM_H36M].copy()
+        kps[:, :2] += COCO_FACE_OFFSET
+        n = int(self.rng.integers(0, 5)) if omit is None else omit  # below YOLO's threshold: left out
+        kps[self.rng.choice(17, n, replace=False)] = np.nan  # marks "left out" until _entries
+        return kps
+
+    def entries(self, kps: np.ndarray) -> list:
+        """The published entries of a (17,3) person, NaN rows left out, shuffled (YOLO sorts them;
+        the node must not rely on it)."""
+        out = [(k + 1, *map(float, kps[k])) for k in range(17) if not np.isnan(kps[k]).all()]
+        self.rng.shuffle(out)
+        return out
+
+    @staticmethod
+    def seen(entries) -> np.ndarray:
+        """What the node must make of entries: (17,3) float32, first valid entry per id."""
+        v = np.zeros((17, 3))
+        done = set()
+        for k, x, y, s in entries:
+            if 1 <= k <= 17 and k not in done:
+                done.add(k)
+                v[k - 1] = (x, y, s)
+        with np.errstate(invalid="ignore"):
+            v = np.where(np.abs(v) > FLOAT32_BOUND, np.copysign(np.inf, v), v)
+        return v.astype(np.float32).astype(np.float64)
+
+    def yolo_case(self, kind, stamp, detections, reject=None, counts=None) -> Case:
+        """detections: [(class_name, id, entries)]."""
+        msg = _yolo_msg(stamp, detections)
+        if reject:
+            return Case(kind, msg, reject, Counter({reject: 1}))
+        self.last_accepted = stamp
+        people = [(i, self.seen(e)) for c, i, e in detections if c == "person" and e]
+        values = np.stack([v for _, v in people]) if people else np.zeros((0, 17, 3))
+        expected = _keypoint_counts(people) + (counts or Counter())
+        return Case(kind, msg, None, +expected, (stamp, "coco17", [i for i, _ in people], values[..., :2],
+                                                 values[..., 2]))
+
+    def case(self, kind: str, stamp: int) -> Case:
+        rng = self.rng
+        person = lambda pid, **kw: ("person", pid, self.entries(self.coco_person(**kw)))  # noqa: E731
+        if kind == "invalid_stamp":
+            return self.yolo_case(kind, self.invalid_stamp(), [person("t")], "invalid_stamp")
+        if kind == "too_many_people":
+            n = 1000 if rng.random() < 0.2 else int(rng.integers(65, 200))  # 1,000 take 0.3 s to decode
+            return self.yolo_case(kind, stamp, [("person", str(k), self.big_entries) for k in range(n)],
+                                  "too_many_people")
+        if kind == "random":
+            return self.random_yolo_case(stamp)
+        if kind == "bad_keypoint_id":
+            dets = [person(i) for i in self.ids(int(rng.integers(1, 4)), "b")]
+            bad = 0
+            for _, _, e in dets:
+                for _ in range(int(rng.integers(1, 4))):
+                    e.insert(int(rng.integers(len(e) + 1)), (int(rng.choice(BAD_KEYPOINT_IDS)), 1.0, 2.0, 0.9))
+                    bad += 1
+            return self.yolo_case(kind, stamp, dets, counts=Counter(bad_keypoint_id=bad))
+        if kind == "nonfinite":
+            dets = []
+            for i in self.ids(int(rng.integers(1, 4)), "n"):
+                kps = self.coco_person(omit=0)
+                for k in rng.choice(17, int(rng.integers(1, 6)), replace=False):
+                    kps[k, rng.integers(3)] = rng.choice([np.nan, np.inf, -np.inf, 1e300, -1e39])
+                dets.append(("person", i, [(k + 1, *map(float, kps[k])) for k in range(17)]))
+            return self.yolo_case(kind, stamp, dets)
+        if kind == "duplicate_keypoint_id":
+            dets = [person(i) for i in self.ids(int(rng.integers(1, 3)), "k")]
+            repeats = 0
+            for _, _, e in dets:
+                for _ in range(int(rng.integers(1, 4))):
+                    k = e[int(rng.integers(len(e)))][0]
+                    first = next(j for j, entry in enumerate(e) if entry[0] == k)
+                    e.insert(int(rng.integers(first + 1, len(e) + 1)), (k, *self.random_keypoints(1)[0]))
+                    repeats += 1
+            return self.yolo_case(kind, stamp, dets, counts=Counter(duplicate_keypoint_id=repeats))
+        if kind == "duplicate_id":
+            ids = list(rng.choice(["d1", "d2"], int(rng.integers(3, 6))))
+            return self.yolo_case(kind, stamp, [person(str(i)) for i in ids],
+                                  counts=Counter(duplicate_id=len(ids) - len(set(ids))))
+        if kind == "other_class":
+            others = [(str(rng.choice(["car", "dog", "", "Person", "people"])), f"c{k}",
+                       self.entries(self.coco_person()) if rng.random() < 0.5 else [])
+                      for k in range(int(rng.integers(1, 5)))]
+            dets = others + [person(i) for i in self.ids(int(rng.integers(0, 3)), "p")]
+            rng.shuffle(dets)
+            return self.yolo_case(kind, stamp, dets, counts=Counter(not_a_person=len(others)))
+        if kind == "no_keypoints":
+            empty = [("person", f"e{k}", []) for k in range(int(rng.integers(1, 4)))]
+            dets = empty + [person(i) for i in self.ids(int(rng.integers(0, 3)), "q")]
+            rng.shuffle(dets)
+            return self.yolo_case(kind, stamp, dets, counts=Counter(no_keypoints=len(empty)))
+        if kind == "sparse":  # two wrists cannot be lifted
+            kps = self.coco_person(omit=0)
+            return self.yolo_case(kind, stamp, [("person", "sp", [(10, *kps[9]), (11, *kps[10])])],
+                                  counts=Counter(too_few_keypoints=1))
+        if kind == "empty":
+            return self.yolo_case(kind, stamp, [])
+        raise ValueError(kind)
+
+    def random_yolo_case(self, stamp: int) -> Case:
+        """Every fault at random; the expected reason is the first failing check (stamp, people count)."""
+        rng = self.rng
+        bad_stamp = rng.random() < 0.2
+        n = int(rng.integers(0, 6)) if rng.random() < 0.85 else int(rng.integers(65, 90))
+        dets, counts = [], Counter()
+        for k in range(n):
+            r = rng.random()
+            if r < 0.1:
+                dets.append(("dog", f"r{k}", []))
+                counts["not_a_person"] += 1
+                continue
+            if r < 0.2:
+                dets.append(("person", f"r{k}", []))
+                counts["no_keypoints"] += 1
+                continue
+            kps = self.coco_person()
+            if rng.random() < 0.4:
+                for j in rng.choice(17, int(rng.integers(1, 4)), replace=False):
+                    kps[j, rng.integers(3)] = rng.choice([np.inf, 1e300, -1e6])
+            e = self.entries(kps)
+            for _ in range(int(rng.integers(0, 3))):
+                if rng.random() < 0.5:
+                    e.append((int(rng.choice(BAD_KEYPOINT_IDS)), 0.0, 0.0, 1.0))
+                    counts["bad_keypoint_id"] += 1
+                elif e:
+                    e.append((e[0][0], 1.0, 1.0, 1.0))
+                    counts["duplicate_keypoint_id"] += 1
+            dets.append(("person", f"r{k}_{rng.integers(1000)}", e))
+        people = sum(c == "person" and bool(e) for c, _, e in dets)
+        if bad_stamp:
+            case = self.yolo_case("random", self.invalid_stamp(), dets, "invalid_stamp")
+        elif people > 64:
+            case = self.yolo_case("random", stamp, dets, "too_many_people")
+        else:
+            case = self.yolo_case("random", stamp, dets, counts=counts)
+        return case
+
+    def yolo_bursts(self):
+        """Yield the cases of YOLO_BURSTS bursts, each followed by one clean probe detection."""
+        self.big_entries = self.entries(self.coco_person(omit=0))
+        kinds = list(YOLO_REJECTED) + list(YOLO_ACCEPTED)
+        weights = np.array(list(YOLO_REJECTED.values()) + list(YOLO_ACCEPTED.values()), float)
+        for i in range(YOLO_BURSTS):
+            probe_ns = self.t0 + i * NS // FPS
+            n = int(self.rng.integers(5, 12))
+            for j, kind in enumerate(self.rng.choice(kinds, n, p=weights / weights.sum())):
+                yield self.case(str(kind), probe_ns - NS // FPS + (j + 1) * (NS // FPS) // (n + 2))
+            kps = np.concatenate([self.v_uv[i][COCO_FROM_H36M] + COCO_FACE_OFFSET, np.full((17, 1), 0.95)], -1)
+            yield self.yolo_case("probe", probe_ns, [("person", "v", self.entries(kps))])
+
+
+def _yolo_msg(stamp, detections):
+    """detections: [(class_name, id, [(1-based keypoint id, x, y, score)])]; stamp: ns or (sec, nanosec).
+    Identical detections share one message object (serialised the same; 1,000 are slow to build)."""
+    from yolo_msgs.msg import Detection, DetectionArray, KeyPoint2D
+    msg = DetectionArray()
+    msg.header.frame_id = FRAME
+    sec, nanosec = divmod(stamp, NS) if isinstance(stamp, int) else stamp
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+    built = {}
+    for class_name, det_id, entries in detections:
+        key = (class_name, id(entries))
+        if key not in built:
+            det = Detection(class_name=class_name, class_id=0 if class_name == "person" else 16, score=0.9)
+            for k, x, y, s in entries:
+                kp = KeyPoint2D(id=int(k), score=float(s))
+                kp.point.x, kp.point.y = float(x), float(y)
+                det.keypoints.data.append(kp)
+            built[key] = det
+        det = built[key]
+        if det.id != det_id:  # a shared object keeps one id: copy only when the id differs
+            det = Detection(class_name=det.class_name, class_id=det.class_id, score=det.score, id=det_id,
+                            keypoints=det.keypoints)
+        msg.detections.append(det)
+    return msg
+
+
+def test_fuzzed_yolo_detections_are_counted_by_reason_and_valid_ones_lift_exactly(ros_context):
+    DetectionArray = pytest.importorskip("yolo_msgs.msg").DetectionArray  # a ROS workspace without yolo_ros
+    h = FuzzHarness(ros_context, keypoints=(DetectionArray, "detections"), input_type="yolo",
+                    input_reliability="reliable", warn_period=WARN_PERIOD, diagnostics_period=0.5, device="cpu")
+    try:
+        started = time.monotonic()
+        now_ns = h.node.get_clock().now().nanoseconds
+        fuzz = YoloFuzzer(SEED + 2, t0_ns=now_ns - 1000 * NS)
+        fuzz.now_ns = now_ns
+        h.pub_info.publish(good_camera_info())
+        assert spin_until(h.executor, lambda: h.node._camera is not None, 5.0)
+        expected, sent_by_kind, accepted, sent, pending, thousands = Counter(), Counter(), [], 0, 0, 0
+        for case in fuzz.yolo_bursts():
+            sent += 1
+            thousands += len(case.msg.detections) == 1000
+            sent_by_kind[case.kind] += 1
+            expected += case.counts
+            if case.reject is None:  # one at a time through the newest-input mailbox
+                h.wait_inputs(sent - 1)
+                h.pub_kp.publish(case.msg)
+                accepted.append(case)
+                h.wait_outputs(len(accepted))
+            else:
+                h.pub_kp.publish(case.msg)
+                pending += 1
+                if pending == 4:
+                    h.wait_inputs(sent)
+                    pending = 0
+        h.wait_inputs(sent)
+        diag = h.final_diagnostics(sent)
+        assert int(diag["inputs"]) == sent and int(diag["outputs"]) == len(accepted) == len(h.out)
+        assert diag["dropped_behind"] == "0" and "rejected_internal_error" not in diag
+        got = +Counter({k[len("rejected_"):]: int(v) for k, v in diag.items()
+                        if k.startswith("rejected_") and k != "rejected_total"})
+
+        reference = Lifter.from_weights(None, h.node.lifter.config)
+        ref_counts = Counter()
+        for case, out in zip(accepted, h.out):
+            stamp, layout, ids, uv, conf = case.ref
+            frame = reference.process(stamp, layout, ids, uv, conf, K, np.zeros(5))
+            ref_counts += frame.warnings
+            assert _stamp(out) == frame.stamp_ns == stamp
+            assert [s.id for s in out.skeletons] == [p.id for p in frame.people], case.kind
+            for s, p in zip(out.skeletons, frame.people):
+                np.testing.assert_allclose(_positions(s), p.positions, atol=1e-5, err_msg=case.kind)
+                assert np.isfinite(_positions(s)).all()
+        expected["root_unsolved"] = ref_counts["root_unsolved"]  # no independent rule: the lifter's own
+        assert got == +expected, f"diagnostics {dict(got)} != sent {dict(+expected)}"
+        assert thousands >= 2 and min(sent_by_kind[k] for k in YOLO_ACCEPTED) >= 3, (thousands, sent_by_kind)
+        _check_warnings(h.logs, started, list(+expected))
+        print(f"\nyolo fuzz: {sent} DetectionArray messages ({thousands} of 1,000 detections) in {time.monotonic() - started:.0f} s; "
+              f"by class {dict(sent_by_kind)}; counted {dict(got)}")
+    finally:
+        h.close()

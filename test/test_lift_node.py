@@ -59,12 +59,12 @@ def camera_info():
 class Harness:
     """The node under test plus a peer node that publishes inputs and records every output."""
 
-    def __init__(self, context, **params):
+    def __init__(self, context, keypoints=(Skeleton2DArray, "keypoints_2d"), **params):
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         self.node = LiftNode(context=context, parameter_overrides=overrides)
         self.peer = rclpy.create_node("peer", context=context)
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_kp = self.peer.create_publisher(Skeleton2DArray, "keypoints_2d", reliable)
+        self.pub_kp = self.peer.create_publisher(*keypoints, reliable)  # (type, topic) of the node's input
         self.pub_info = self.peer.create_publisher(CameraInfo, "camera_info", reliable)
         self.out, self.tf, self.markers, self.diag, self.logs = [], [], [], [], []
         self.peer.create_subscription(Skeleton3DArray, "skeletons_3d", self.out.append, 100)

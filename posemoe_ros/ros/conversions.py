@@ -67,18 +67,19 @@ def duration_msg(seconds: float) -> Duration:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def keypoints_from_msg(msg, max_people: int, dropped: Counter | None = None):
+def keypoints_from_msg(msg, max_people: int, dropped: Counter | None = None, check_size: bool = True):
     """Skeleton2DArray -> (ids list[str], uv (P,K,2) float64 pixels, conf (P,K) float64).
 
     Raises InputError for a message that cannot be lifted at all. Non-finite keypoints are
     kept (layout mapping marks them missing), so one bad joint never costs a whole person.
     With `dropped`, people whose keypoint count does not fit the layout are left out and counted
     there (the others are lifted); without it, or when nobody is left, they fail the message.
+    `check_size` False skips the image-size check, for input that carries no size (yolo_input).
     """
     if msg.layout not in LAYOUTS:
         shown = msg.layout if len(msg.layout) <= 40 else msg.layout[:40] + "..."  # a junk string must not flood the log
         raise InputError("unknown_layout", f"unknown keypoint layout '{shown}' (known: {', '.join(LAYOUTS)})")
-    if not (0 < msg.width <= MAX_IMAGE_SIDE and 0 < msg.height <= MAX_IMAGE_SIDE):
+    if check_size and not (0 < msg.width <= MAX_IMAGE_SIDE and 0 < msg.height <= MAX_IMAGE_SIDE):
         raise InputError("bad_image_size", f"image size {msg.width}x{msg.height} is empty or above "
                          f"{MAX_IMAGE_SIDE} px (a negative size cast to uint32?)")
     if len(msg.skeletons) > max_people:

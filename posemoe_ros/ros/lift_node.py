@@ -27,7 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 
 from posemoe_ros.lifter import Lifter, LifterConfig, ModelLoadError
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
-from posemoe_ros.ros import conversions, fallbacks
+from posemoe_ros.ros import conversions, fallbacks, yolo_input
 from posemoe_ros.ros.conversions import InputError
 from posemoe_ros.ros.diagnostics import INTERNAL_ERROR, NodeStats, diagnostic_array
 from posemoe_ros.ros.latest_inputs import LatestInputs
@@ -81,6 +81,9 @@ PARAMETERS = {
                              "the reprojected 3D skeletons drawn on it", read_only=True),
     "sync_slop": Param(0.015, "Greatest stamp difference (s) when pairing keypoints with image or depth",
                        range=(0.0, 1.0), read_only=True),
+    "input_type": Param("skeleton2d", "What the keypoints arrive as: skeleton2d (posemoe_ros/Skeleton2DArray on "
+                        "keypoints_2d) or yolo (yolo_ros's yolo_msgs/DetectionArray of a YOLO-pose model on detections; "
+                        "the image size then comes from CameraInfo)", choices=("skeleton2d", "yolo"), read_only=True),
     "input_reliability": Param("best_effort", "QoS reliability of the inputs (must be compatible with the "
                                "publishers, or data is silently dropped)",
                                choices=("best_effort", "reliable"), read_only=True),
@@ -140,6 +143,7 @@ class LiftNode(Node):
         self.lifter: Lifter | None = None
         self._input_subscriptions = []
         self._camera = None  # (K, dist) from CameraInfo
+        self._camera_size = None  # its (width, height): the image size of yolo input, which has none
         self._camera_error = None
         self._configure_error = "configure failed"
         self._last_warning: dict[str, float] = {}
@@ -180,6 +184,15 @@ class LiftNode(Node):
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        if self.p("input_type") == "yolo":  # before the model: a missing package fails at once, in one line
+            try:
+                self._keypoints_input = (yolo_input.detection_array_type(), "detections")
+            except ImportError as exc:
+                self._configure_error = str(exc)
+                self.get_logger().fatal(self._configure_error)
+                return TransitionCallbackReturn.FAILURE
+        else:
+            self._keypoints_input = (Skeleton2DArray, "keypoints_2d")
         try:
             self.lifter = Lifter.from_weights(self.p("weights") or None, self._lifter_config())
         except Exception as exc:  # noqa: BLE001 - ModelLoadError, or anything else: one line, no traceback wall
@@ -207,7 +220,7 @@ class LiftNode(Node):
         if paired:  # keypoints + depth and/or image, matched by stamp
             # A stamp the synchroniser cannot hold is screened out before it: keypoints go on to
             # _queue_input, which counts them as invalid_stamp; images are counted here.
-            subs = [fallbacks.make_subscriber(self, Skeleton2DArray, "keypoints_2d", qos,
+            subs = [fallbacks.make_subscriber(self, *self._keypoints_input, qos,
                                               on_invalid=lambda msg: self._queue_input(msg, None, None))]
             subs += [fallbacks.make_subscriber(self, t, topic, qos, on_invalid=self._on_image_invalid_stamp)
                      for t, topic in paired]
@@ -217,7 +230,7 @@ class LiftNode(Node):
             self._input_subscriptions += [s.sub for s in subs]
         else:
             self._input_subscriptions.append(
-                self.create_subscription(Skeleton2DArray, "keypoints_2d", self._on_keypoints, qos))
+                self.create_subscription(*self._keypoints_input, self._on_keypoints, qos))
         self._inbox = LatestInputs()
         self._lift_thread = threading.Thread(target=self._lift_loop, args=(self._inbox,), name="lift", daemon=True)
         self._lift_thread.start()
@@ -275,6 +288,7 @@ class LiftNode(Node):
     def _on_camera_info(self, msg: CameraInfo):
         try:
             self._camera = conversions.intrinsics_from_camera_info(msg)
+            self._camera_size = (msg.width, msg.height) if msg.width and msg.height else None
             self._camera_error = None
         except InputError as exc:  # the last good CameraInfo, if any, stays in use
             self.stats.reject(exc.reason)
@@ -319,9 +333,12 @@ class LiftNode(Node):
         stamp = conversions.checked_stamp_ns(msg.header.stamp, self.get_clock().now().nanoseconds,
                                              self.p("max_stamp_ahead"))
         dropped = Counter()
-        ids, uv, conf = conversions.keypoints_from_msg(msg, self.p("max_people"), dropped)
+        sized = isinstance(msg, Skeleton2DArray)
+        if not sized:  # yolo_msgs/DetectionArray: converted, then the same path
+            msg = yolo_input.skeletons_from_detections(msg, self._camera_size, self.p("max_people"), dropped)
+        ids, uv, conf = conversions.keypoints_from_msg(msg, self.p("max_people"), dropped, check_size=sized)
         for name, other, encodings, size in (("bad_depth_image", depth, conversions.DEPTH_ENCODINGS,
-                                              (msg.width, msg.height)),
+                                              _image_size(msg)),
                                              ("bad_image", image, conversions.IMAGE_ENCODINGS, None)):
             error = conversions.image_error(other, encodings, size) if other is not None else None
             if error:
@@ -334,6 +351,8 @@ class LiftNode(Node):
             if reason == "wrong_keypoint_count":
                 self._warn(reason, f"{count} person(s) with a keypoint count that does not fit "
                                    f"'{msg.layout}' left out")
+            elif reason in yolo_input.REASONS:
+                self._warn(reason, f"{count} {yolo_input.REASONS[reason]}")
         camera = self._intrinsics(msg)
         if camera is None:
             return None
@@ -359,7 +378,7 @@ class LiftNode(Node):
         depth_m = None
         if depth is not None:
             try:
-                depth_m = conversions.depth_from_msg(depth, (msg.width, msg.height))
+                depth_m = conversions.depth_from_msg(depth, _image_size(msg))
             except InputError as exc:  # well-formed but undecodable after all: lift without it
                 self.stats.reject(exc.reason)
                 self._warn(exc.reason, f"depth image ignored: {exc}")
@@ -389,11 +408,13 @@ class LiftNode(Node):
         """CameraInfo's (K, dist); else the fallback parameters; else None (wait, warned)."""
         if self._camera is not None:
             return self._camera
-        if self.p("fx") > 0:
+        if self.p("fx") > 0 and (msg.width or min(self.p("cx"), self.p("cy")) >= 0):  # centre needs a size
             return conversions.fallback_intrinsics(self.p("fx"), self.p("fy"), self.p("cx"), self.p("cy"),
                                                    msg.width, msg.height)
         self.stats.reject("no_camera_info")
-        self._warn("no_camera_info", "no CameraInfo received yet on camera_info and no fx parameter: waiting")
+        self._warn("no_camera_info", "no CameraInfo received yet on camera_info and no fx parameter: waiting"
+                   if msg.width else "no CameraInfo received yet on camera_info, and yolo input has no image size: "
+                   "waiting (or set fx, cx and cy)")
         return None
 
     def _publish_diagnostics(self):
@@ -407,6 +428,11 @@ class LiftNode(Node):
                 device=f"{self.lifter.device} ({self.lifter.backend})", model=self.lifter.model_description,
                 camera_error=self._camera_error, waiting_for=waiting)
         self.pub_diagnostics.publish(diagnostics)
+
+
+def _image_size(msg: Skeleton2DArray) -> tuple[int, int] | None:
+    """The keypoints' image size, which depth must match; None when unknown (yolo before CameraInfo)."""
+    return (msg.width, msg.height) if msg.width else None
 
 
 def main(args=None) -> int:

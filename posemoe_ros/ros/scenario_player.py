@@ -6,6 +6,9 @@ on skeletons_3d_truth (posemoe_ros/Skeleton3DArray). Frame i is stamped start + 
 clock; for `lead_in` seconds before the first frame only CameraInfo is published (a camera is
 running before anyone is detected), counted from when keypoints_2d has `wait_for_subscribers`
 subscribers. After `duration` seconds of frames it sets `done` and stops.
+
+With `output_type` yolo it plays yolo_ros instead: yolo_msgs/DetectionArray on `detections`, as
+yolo_ros's YOLO-pose model and tracker publish it, in place of keypoints_2d.
 """
 from __future__ import annotations
 
@@ -40,7 +43,12 @@ PARAMETERS = {
     "lead_in": (0.5, "Seconds of CameraInfo alone before the first keypoints", (0.0, 60.0)),
     "wait_for_subscribers": (0, "Hold the first frame until keypoints_2d has this many subscribers (a lift "
                              "node still loading its model); 0 = start at once", (0, 100)),
+    "output_type": ("skeleton2d", "skeleton2d: posemoe_ros/Skeleton2DArray on keypoints_2d; yolo: "
+                    "yolo_msgs/DetectionArray on detections, as yolo_ros publishes it", None),
+    "yolo_threshold": (0.5, "With output_type yolo: keypoints below this confidence are left out, as yolo_ros "
+                       "does with its `threshold`", (0.0, 1.0)),
 }
+OUTPUT_TYPES = ("skeleton2d", "yolo")
 
 
 def _descriptor(name: str, default, description: str, bounds) -> ParameterDescriptor:
@@ -70,6 +78,28 @@ def keypoints_msg(frame: ScenarioFrame, header: Header, width: int, height: int,
         for pid, uv, conf in zip(frame.ids, frame.uv, frame.conf)])
 
 
+def detections_msg(frame: ScenarioFrame, header: Header, threshold: float = 0.5):
+    """The frame as yolo_ros publishes a YOLO-pose model's output with tracking: one "person"
+    Detection per person, `id` the track id, the box around its keypoints, keypoints with their
+    1-based COCO index, those below `threshold` left out."""
+    from yolo_msgs.msg import Detection, DetectionArray, KeyPoint2D
+
+    out = DetectionArray(header=header)
+    for pid, uv, conf in zip(frame.ids, frame.uv, frame.conf):
+        det = Detection(class_id=0, class_name="person", id=pid)
+        kept = np.flatnonzero(conf >= threshold)
+        det.keypoints.data = [KeyPoint2D(id=int(k) + 1, score=float(conf[k])) for k in kept]
+        for kp, k in zip(det.keypoints.data, kept):
+            kp.point.x, kp.point.y = float(uv[k, 0]), float(uv[k, 1])
+        if kept.size:
+            lo, hi = uv[kept].min(0), uv[kept].max(0)
+            det.bbox.center.position.x, det.bbox.center.position.y = map(float, (lo + hi) / 2)
+            det.bbox.size.x, det.bbox.size.y = map(float, hi - lo)
+            det.score = float(conf[kept].mean())
+        out.detections.append(det)
+    return out
+
+
 def _point(p) -> Point:
     return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
 
@@ -92,10 +122,17 @@ class ScenarioPlayer(Node):
         self.scenario = Scenario(ScenarioConfig(num_people=p("num_people"), duration=p("duration"), fps=p("rate"),
                                                 seed=p("seed"), noise=p("noise")))
         self.frame_id = p("frame_id")
+        self.output_type, self.yolo_threshold = p("output_type"), p("yolo_threshold")
+        if self.output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, not '{self.output_type}'")
         # Reliable output matches both reliable and best-effort subscribers; the depth covers a slow peer.
         qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
-        self.pub_keypoints = self.create_publisher(Skeleton2DArray, "keypoints_2d", qos)
+        if self.output_type == "yolo":
+            from posemoe_ros.ros.yolo_input import detection_array_type
+            self.pub_keypoints = self.create_publisher(detection_array_type(), "detections", qos)
+        else:
+            self.pub_keypoints = self.create_publisher(Skeleton2DArray, "keypoints_2d", qos)
         self.pub_truth = self.create_publisher(Skeleton3DArray, "skeletons_3d_truth", qos)
         self.stamps: list[int] = []              # stamp (ns) of each published frame, by frame index
         self.publish_times: dict[int, float] = {}  # stamp -> time.perf_counter() just before publishing
@@ -122,7 +159,10 @@ class ScenarioPlayer(Node):
         frame = self.scenario.frame(i)
         stamp = self._start_ns + int(round(frame.t * 1e9))
         header = Header(stamp=stamp_msg(stamp), frame_id=self.frame_id)
-        keypoints = keypoints_msg(frame, header, self.scenario.width, self.scenario.height, self.scenario.layout)
+        if self.output_type == "yolo":
+            keypoints = detections_msg(frame, header, self.yolo_threshold)
+        else:
+            keypoints = keypoints_msg(frame, header, self.scenario.width, self.scenario.height, self.scenario.layout)
         self.pub_info.publish(self._camera_info(stamp))
         self.publish_times[stamp] = time.perf_counter()
         self.pub_keypoints.publish(keypoints)
