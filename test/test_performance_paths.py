@@ -11,7 +11,8 @@ from rclpy.parameter import Parameter
 
 from posemoe_ros.camera import project
 from posemoe_ros.lifter import Lifter, LifterConfig
-from posemoe_ros.models.export import OnnxLifter, cached_onnx, onnx_cache_dir
+from posemoe_ros.models.export import OnnxStep, cached_onnx, onnx_cache_dir
+from posemoe_ros.models.streaming import empty_cache
 from posemoe_ros.ros.latest_inputs import LatestInputs
 from posemoe_ros.tracking import TrackManager
 
@@ -133,12 +134,17 @@ def test_onnxruntime_backend_matches_torch_and_caches_its_export(tmp_path, monke
 
 def test_batch_parallel_sessions_give_the_single_session_result(tmp_path):
     lifter = Lifter.from_weights(None, LifterConfig(device="cpu", backend="torch"))
-    path = cached_onnx(lifter.model, tmp_path)
-    single, split = OnnxLifter(path), OnnxLifter(path, batch_parallel=2)
+    path = cached_onnx(lifter.model, tmp_path)  # the default model streams: its step
+    single, split = OnnxStep(path), OnnxStep(path, batch_parallel=2)
     assert len(split.sessions) == 2
     for B in (1, 2, 5):
-        x = np.random.default_rng(B).normal(size=(B, 27, 17, 3)).astype(np.float32)
-        np.testing.assert_allclose(split(x), single(x), atol=1e-6)
+        rng = np.random.default_rng(B)
+        x = rng.normal(size=(B, 17, 3)).astype(np.float32)
+        past, ages = (a.numpy() for a in empty_cache(lifter.model, B))
+        past[:] = rng.normal(size=past.shape)
+        ages[:, :10] = np.arange(1, 11)  # ten frames cached
+        for a, b in zip(split(x, past, ages, 2), single(x, past, ages, 2)):
+            np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_onnx_cache_falls_back_to_a_temp_dir_when_the_cache_home_is_unusable(tmp_path, monkeypatch):

@@ -36,7 +36,10 @@ def model_metadata(path) -> dict[str, str]:
     """The file's metadata (model, config JSON, and whatever extra_metadata was saved)."""
     path = Path(path)
     with open(path, "rb") as f:
-        if f.read(4).startswith(_PICKLE_MAGIC):
+        head = f.read(9)
+        # A safetensors file is an 8-byte little-endian header length then the JSON header ("{"): its
+        # first byte can be 0x80 too (a header of 128 + 256k bytes), so only a non-JSON start is a pickle.
+        if head.startswith(_PICKLE_MAGIC) and head[8:9] != b"{":
             raise ValueError(f"{path} is a PyTorch/pickle file, not safetensors; pickles are never loaded "
                              "(unpickling can run code): convert it with save_weights")
     try:
