@@ -470,8 +470,7 @@ class LiftNode(Node):
 
 def main(args=None) -> int:
     shutdown.install()  # SIGINT/SIGTERM set a flag; rclpy's handlers would kill the context mid-lift
-    if shutdown.requested():  # already, while the script imported
-        return 0
+    shutdown.defer()  # from here a signal ends the spin below, and the node is torn down in order
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = LiftNode()

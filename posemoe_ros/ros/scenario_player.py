@@ -146,8 +146,7 @@ class ScenarioPlayer(Node):
 
 def main(args=None) -> int:
     shutdown.install()  # SIGINT/SIGTERM end the spin below; the node, then the context, go in order
-    if shutdown.requested():  # already, while the script imported
-        return 0
+    shutdown.defer()  # from here a signal ends the spin below, and the node is torn down in order
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ScenarioPlayer()
     executor = SingleThreadedExecutor()

@@ -4,8 +4,9 @@ rclpy's own handlers shut the context down from inside the signal: a thread stil
 lift node's lifting thread) then publishes into a dead context (`RCLError: publisher's context is
 invalid`) and its log line cannot reach /rosout. Here a signal only sets a flag; the spin loop
 sees it within one `period`, and main() tears the node down in order: its threads and entities
-first, the context last. Installed before the heavy imports (torch), a signal that comes while the
-process is still starting ends it the same way.
+first, the context last. Installed before the heavy imports (torch), a signal that comes before
+main() calls defer() (nothing to tear down yet) ends the process at once, quietly, with status 0:
+`ros2 launch` escalates to SIGKILL after 5 + 10 s, and imports on a loaded machine take longer.
 """
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ import signal
 import threading
 
 _requested = threading.Event()
+_deferred = False  # False: exit at the signal; True: set the flag for the spin loop
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _on_signal(signum, frame):  # noqa: ARG001 - the signal module's signature
     _requested.set()
+    if not _deferred:
+        raise SystemExit(0)  # still importing: nothing to tear down (SystemExit prints nothing)
+
+
+def defer() -> None:
+    """From now on a signal only sets the flag: called just before rclpy.init."""
+    global _deferred
+    _deferred = True
 
 
 def install() -> None:
