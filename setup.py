@@ -1,7 +1,7 @@
 """ROS-free install of the core (model, data, training) for training machines: `pip install .`.
 
 ROS users build with colcon, which follows package.xml (ament_cmake) and CMakeLists.txt; both
-paths read the package metadata and console scripts from setup.cfg.
+paths read the package metadata from setup.cfg.
 """
 from setuptools import setup
 
@@ -10,7 +10,12 @@ setup(
         "torch", "numpy", "scipy", "safetensors", "opencv-python-headless", "pyyaml", "tqdm",
         "matplotlib", "onnxruntime", "mcap", "mcap-ros2-support",
     ],
-    # The files CMakeLists.txt installs to bin; posemoe-lift reads and writes MCAP only where the
-    # ROS 2 message packages are importable, keypoint files (.json, .npz) lift without them.
-    scripts=["scripts/posemoe-train", "scripts/posemoe-eval", "scripts/posemoe-lift"],
+    # The tools CMakeLists.txt installs to bin, as entry points (pip writes them for the installing
+    # interpreter); posemoe-lift reads and writes MCAP only where the ROS 2 message packages are
+    # importable, keypoint files (.json, .npz) lift without them.
+    entry_points={"console_scripts": [
+        "posemoe-train = posemoe_ros.training.train:main",
+        "posemoe-eval = posemoe_ros.training.evaluate:main",
+        "posemoe-lift = posemoe_ros.ros.lift_cli:main",
+    ]},
 )

@@ -1,15 +1,20 @@
 """Start the PoseMoE lifting node: `ros2 launch posemoe_ros lift.launch.py [arg:=value ...]`.
 
-`ros2 launch posemoe_ros lift.launch.py --show-args` lists the arguments.
+`ros2 launch posemoe_ros lift.launch.py --show-args` lists the arguments. The node-parameter
+arguments (use_sim_time, tf_prefix, weights, device, backend, lookahead, body_height) override
+the config file where given; their checks are posemoe_ros/ros/launch_args.py.
 """
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+from posemoe_ros.ros.launch_args import NODE_PARAMETER_ARGUMENTS, check_config_file, parameter_overrides
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -18,9 +23,6 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("config", default_value=str(share / "config" / "lift.yaml"),
                               description="Parameter file for the lift node"),
-        DeclareLaunchArgument("weights", default_value="",
-                              description="PoseMoE safetensors file; empty = the shipped default"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics"),
         DeclareLaunchArgument("keypoints_topic", default_value="keypoints_2d",
                               description="Input posemoe_ros/Skeleton2DArray topic"),
@@ -39,24 +41,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
         DeclareLaunchArgument("rviz", default_value="false", description="Open RViz with the skeleton displays"),
     ]
-    lift = Node(
-        package="posemoe_ros",
-        executable="lift_node",
-        name="posemoe_lift",
-        namespace=arg("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[arg("config"), {"weights": arg("weights"), "device": arg("device"),
-                                    "input_type": arg("input_type")}],
-        remappings=[
-            ("keypoints_2d", arg("keypoints_topic")),
-            ("detections", arg("detections_topic")),
-            ("camera_info", arg("camera_info_topic")),
-            ("image", arg("image_topic")),
-            ("depth", arg("depth_topic")),
-        ],
-        ros_arguments=["--log-level", arg("log_level")],
-    )
+    args += [DeclareLaunchArgument(name, default_value=default, description=description)
+             for name, (_, default, description) in NODE_PARAMETER_ARGUMENTS.items()]
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -65,4 +51,31 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(arg("rviz")),
     )
     # rviz first: if rviz2 is missing, launch fails before it starts a node it cannot stop
-    return LaunchDescription(args + [rviz, lift])
+    return LaunchDescription(args + [rviz, OpaqueFunction(function=_lift_node)])
+
+
+def _lift_node(context):
+    """The node, once the arguments are known: a config file that is not there, or a value of the
+    wrong type, ends the launch with one line instead of a node on its defaults."""
+    arg = LaunchConfiguration
+    config = check_config_file(arg("config").perform(context))
+    overrides = parameter_overrides({name: arg(name).perform(context) for name in NODE_PARAMETER_ARGUMENTS})
+    overrides["input_type"] = arg("input_type").perform(context)
+    return [Node(
+        package="posemoe_ros",
+        executable="lift_node",
+        name="posemoe_lift",
+        namespace=arg("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[str(config), {name: ParameterValue(value, value_type=type(value))
+                                  for name, value in overrides.items()}],
+        remappings=[
+            ("keypoints_2d", arg("keypoints_topic")),
+            ("detections", arg("detections_topic")),
+            ("camera_info", arg("camera_info_topic")),
+            ("image", arg("image_topic")),
+            ("depth", arg("depth_topic")),
+        ],
+        ros_arguments=["--log-level", arg("log_level")],
+    )]

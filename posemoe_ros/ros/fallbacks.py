@@ -42,11 +42,11 @@ class _TopicTransformBroadcaster:
         self._message = TFMessage
         if isinstance(qos, int):
             qos = QoSProfile(depth=qos, durability=DurabilityPolicy.VOLATILE)
-        self._publisher = node.create_publisher(TFMessage, "/tf", qos)
+        self.pub_tf = node.create_publisher(TFMessage, "/tf", qos)  # tf2_ros's name
 
     def sendTransform(self, transform):  # noqa: N802 (tf2_ros's name)
         transforms = transform if isinstance(transform, (list, tuple)) else [transform]
-        self._publisher.publish(self._message(transforms=list(transforms)))
+        self.pub_tf.publish(self._message(transforms=list(transforms)))
 
 
 class _Subscriber:
@@ -146,6 +146,12 @@ def numpy_to_image(array: np.ndarray, encoding: str, header=None) -> Image:
 
 def make_transform_broadcaster(node):
     return TransformBroadcaster(node) if TransformBroadcaster is not None else _TopicTransformBroadcaster(node)
+
+
+def destroy_transform_broadcaster(node, broadcaster):
+    """Destroy a broadcaster's /tf publisher: tf2_ros's TransformBroadcaster has no destroy of its
+    own; its publisher is `pub_tf` there and here."""
+    node.destroy_publisher(broadcaster.pub_tf)
 
 
 def make_subscriber(node, msg_type, topic: str, qos_profile, on_invalid=None):

@@ -17,9 +17,10 @@ from functools import partial
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -27,12 +28,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 
 from posemoe_ros.lifter import Lifter, LifterConfig, ModelLoadError
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
-from posemoe_ros.ros import conversions, fallbacks, yolo_input
+from posemoe_ros.ros import conversions, fallbacks, shutdown, yolo_input
 from posemoe_ros.ros.conversions import InputError
 from posemoe_ros.ros.diagnostics import INTERNAL_ERROR, NodeStats, diagnostic_array
 from posemoe_ros.ros.latest_inputs import LatestInputs
 from posemoe_ros.ros.overlay import draw_overlay
-from posemoe_ros.stature import MAX_STATURE, body_height_error
+from posemoe_ros.stature import MAX_STATURE, MIN_STATURE, body_height_error
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Param:
     range: tuple | None = None  # (min, max) for numbers
     choices: tuple | None = None  # allowed strings
     read_only: bool = False  # takes effect only on (re)configure
+    constraints: str | None = None  # what is accepted, where a range or choices cannot say it
 
 
 PARAMETERS = {
@@ -62,7 +64,9 @@ PARAMETERS = {
     "body_height": Param(1.70, "Stature (m) every skeleton is scaled to before its root is placed: one camera cannot "
                          "tell a tall far person from a short near one, so the monocular root depth scales with "
                          "it (a 5 % height error is ~5 % of the distance). 0 = the model's own size (~1.6 m, "
-                         "limbs pulled in); docs/results.md", range=(0.0, MAX_STATURE)),
+                         "limbs pulled in); docs/results.md",
+                         # no range: a FloatingPointRange cannot say "0, or 0.3-2.5" (body_height_error)
+                         constraints=f"0 (the model's own size), or {MIN_STATURE:g} to {MAX_STATURE:g} m"),
     "track_timeout": Param(1.0, "Seconds without a detection after which a track is dropped", range=(0.05, 60.0)),
     "max_gap": Param(0.5, "A stamp gap longer than this (s) restarts a track's temporal window", range=(0.01, 60.0)),
     "match_distance": Param(0.5, "Greatest frame-to-frame keypoint distance, in person heights, for keeping an "
@@ -108,6 +112,8 @@ def _descriptor(name: str, p: Param) -> ParameterDescriptor:
     d = ParameterDescriptor(name=name, description=p.description, read_only=p.read_only)
     if p.choices:
         d.additional_constraints = "one of: " + ", ".join(p.choices)
+    if p.constraints:
+        d.additional_constraints = p.constraints
     if p.range and isinstance(p.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
     elif p.range:
@@ -142,8 +148,10 @@ class LiftNode(Node):
         self.stats = NodeStats()
         self.lifter: Lifter | None = None
         self._input_subscriptions = []
+        self._camera_info_topic = "camera_info"  # resolved (namespace, remaps) at activation
         self._camera = None  # (K, dist) from CameraInfo
         self._camera_size = None  # its (width, height): the image size of yolo input, which has none
+        self._camera_logged = False  # the first CameraInfo of an activation is logged
         self._camera_error = None
         self._configure_error = "configure failed"
         self._last_warning: dict[str, float] = {}
@@ -154,6 +162,8 @@ class LiftNode(Node):
         self._lift_thread: threading.Thread | None = None
         self._lifter_lock = threading.Lock()
         self.tf_broadcaster = None
+        self.pub_skeletons = self.pub_markers = self.pub_overlay = self.pub_diagnostics = None
+        self.diagnostics_timer = None
         if self.get_parameter("autostart").value:
             self.trigger_configure()
             if self.lifter is None:
@@ -203,7 +213,8 @@ class LiftNode(Node):
                                f"({self.lifter.backend})")
         self.pub_skeletons = self.create_lifecycle_publisher(Skeleton3DArray, "skeletons_3d", 10)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "skeleton_markers", 10)
-        self.pub_overlay = self.create_lifecycle_publisher(Image, "overlay", qos_profile_sensor_data)
+        if self.p("publish_overlay"):  # advertised only when something will come out of it
+            self.pub_overlay = self.create_lifecycle_publisher(Image, "overlay", qos_profile_sensor_data)
         self.pub_diagnostics = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         if self.tf_broadcaster is None:  # once per node: it has no destroy, and cleanup must not leak it
             self.tf_broadcaster = fallbacks.make_transform_broadcaster(self)
@@ -234,14 +245,31 @@ class LiftNode(Node):
         self._inbox = LatestInputs()
         self._lift_thread = threading.Thread(target=self._lift_loop, args=(self._inbox,), name="lift", daemon=True)
         self._lift_thread.start()
+        self._camera_info_topic = self._input_subscriptions[0].topic_name
+        self._camera_logged = False
+        self._log_topics()
         return super().on_activate(state)
 
+    def _log_topics(self):
+        """One line at activation: the resolved topics (namespace and remaps applied), model, device."""
+        outputs = [p.topic_name for p in (self.pub_skeletons, self.pub_markers, self.pub_overlay) if p is not None]
+        outputs += ["/tf"] if self.p("publish_tf") else []
+        outputs.append(self.pub_diagnostics.topic_name)
+        self.get_logger().info(
+            f"lifting {', '.join(s.topic_name for s in self._input_subscriptions)} -> {', '.join(outputs)} "
+            f"with {self.lifter.model_description} on {self.lifter.device} ({self.lifter.backend})")
+
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        return super().on_deactivate(state)  # disables the publishers
+
+    def _stop_inputs(self):
+        """Unsubscribe, then stop the lifting thread after its current frame: nothing comes in, and
+        nothing goes out once this returns."""
         for sub in self._input_subscriptions:
             self.destroy_subscription(sub)
         self._input_subscriptions.clear()
         self._stop_lifting()
-        return super().on_deactivate(state)
 
     def _stop_lifting(self):
         """Stop the lifting thread after its current frame; pending inputs count as dropped."""
@@ -253,6 +281,11 @@ class LiftNode(Node):
         self._lift_thread = None
 
     def destroy_node(self):
+        # as rclcpp's LifecycleNode: a node destroyed before it is finalized shuts down first, so
+        # the lifting thread stops before the publishers it uses go
+        constructed = hasattr(self, "diagnostics_timer")  # not a node whose __init__ failed early
+        if constructed and self.context.ok() and self._state_machine.current_state[1] != "finalized":
+            self.trigger_shutdown()
         self._stop_lifting()
         super().destroy_node()
         # rclpy's lifecycle state machine holds the rcl node, which then lives on until garbage
@@ -261,10 +294,28 @@ class LiftNode(Node):
         self._state_machine.destroy_when_not_in_use()
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self.destroy_timer(self.diagnostics_timer)
-        for pub in (self.pub_skeletons, self.pub_markers, self.pub_overlay, self.pub_diagnostics):
-            self.destroy_lifecycle_publisher(pub)
+        self._release_outputs()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release_outputs(self):
+        """Destroy what configure created (each only if it exists: shutdown comes from any state)."""
+        if self.diagnostics_timer is not None:
+            self.destroy_timer(self.diagnostics_timer)
+            self.diagnostics_timer = None
+        for name in ("pub_skeletons", "pub_markers", "pub_overlay", "pub_diagnostics"):
+            if getattr(self, name) is not None:
+                self.destroy_lifecycle_publisher(getattr(self, name))
+                setattr(self, name, None)
         self.lifter = None
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """From unconfigured, inactive or active: release everything. rclpy's default releases
+        nothing, so a node shut down while active went on lifting and publishing, finalized."""
+        self._stop_inputs()
+        self._release_outputs()
+        if self.tf_broadcaster is not None:
+            fallbacks.destroy_transform_broadcaster(self, self.tf_broadcaster)
+            self.tf_broadcaster = None
         return TransitionCallbackReturn.SUCCESS
 
     # ---- callbacks ---------------------------------------------------------------------------
@@ -290,6 +341,11 @@ class LiftNode(Node):
             self._camera = conversions.intrinsics_from_camera_info(msg)
             self._camera_size = (msg.width, msg.height) if msg.width and msg.height else None
             self._camera_error = None
+            if not self._camera_logged:
+                self._camera_logged = True
+                self.get_logger().info(f"first CameraInfo on {self._camera_info_topic}: {msg.width}x{msg.height}, "
+                                       f"fx {msg.k[0]:.1f}, fy {msg.k[4]:.1f}, {msg.distortion_model or 'no'} "
+                                       "distortion")
         except InputError as exc:  # the last good CameraInfo, if any, stays in use
             self.stats.reject(exc.reason)
             self._camera_error = str(exc)
@@ -370,6 +426,8 @@ class LiftNode(Node):
                 try:
                     self._lift(*item)
                 except Exception:  # noqa: BLE001 - a bug must not end lifting for the node's lifetime
+                    if not self.context.ok():  # the context was shut down under a running node: no
+                        return                 # error, and no log (it could not reach /rosout)
                     self._internal_error("lifting")
 
     def _lift(self, msg: Skeleton2DArray, parsed, depth, image, received: float):
@@ -412,9 +470,9 @@ class LiftNode(Node):
             return conversions.fallback_intrinsics(self.p("fx"), self.p("fy"), self.p("cx"), self.p("cy"),
                                                    msg.width, msg.height)
         self.stats.reject("no_camera_info")
-        self._warn("no_camera_info", "no CameraInfo received yet on camera_info and no fx parameter: waiting"
-                   if msg.width else "no CameraInfo received yet on camera_info, and yolo input has no image size: "
-                   "waiting (or set fx, cx and cy)")
+        self._warn("no_camera_info", f"no CameraInfo received yet on {self._camera_info_topic} and no fx parameter: "
+                   "waiting" if msg.width else f"no CameraInfo received yet on {self._camera_info_topic}, and yolo "
+                   "input has no image size: waiting (or set fx, cx and cy)")
         return None
 
     def _publish_diagnostics(self):
@@ -436,7 +494,9 @@ def _image_size(msg: Skeleton2DArray) -> tuple[int, int] | None:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    shutdown.install()  # SIGINT/SIGTERM set a flag; rclpy's handlers would kill the context mid-lift
+    shutdown.defer()  # from here a signal ends the spin below, and the node is torn down in order
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = LiftNode()
     except ModelLoadError:
@@ -447,16 +507,16 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("posemoe_lift").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        shutdown.spin(executor)
+    except ExternalShutdownException:
         pass
-    finally:
-        try:  # a second Ctrl-C during teardown must not print a traceback
-            node.destroy_node()
-            rclpy.try_shutdown()
-        except KeyboardInterrupt:
-            pass
+    finally:  # in order: the node (its lifting thread, then its entities), then the context
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 

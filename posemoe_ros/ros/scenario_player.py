@@ -19,13 +19,15 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3D, Skeleton3DArray
+from posemoe_ros.ros import shutdown
 from posemoe_ros.ros.conversions import stamp_msg
 from posemoe_ros.scenario import Scenario, ScenarioConfig, ScenarioFrame
 from posemoe_ros.skeleton import JOINT_NAMES
@@ -183,15 +185,20 @@ class ScenarioPlayer(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    shutdown.install()  # SIGINT/SIGTERM end the spin below; the node, then the context, go in order
+    shutdown.defer()  # from here a signal ends the spin below, and the node is torn down in order
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ScenarioPlayer()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.get_logger().info(f"played {len(node.stamps)} frames of {node.scenario.config.duration:g} s")
-    except (KeyboardInterrupt, ExternalShutdownException):
+        shutdown.spin(executor, until=lambda: node.done)
+        if node.done:
+            node.get_logger().info(f"played {len(node.stamps)} frames of {node.scenario.config.duration:g} s")
+    except ExternalShutdownException:
         pass
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
