@@ -203,3 +203,13 @@ def test_real_clips():
     stature = standing_height(bone_lengths(batch["target"][:, 0].astype(np.float64)))
     assert np.all((stature > 1.5 - 1e-3) & (stature < 2.0 + 1e-3))
     assert (batch["input"][..., 2] == 0).mean() < 0.1
+
+
+@pytest.mark.parametrize("shape", [(2, 17, 40, 27), (2, 17, 6, 243)])  # loop over frames / over sequences
+def test_ar1_noise_is_stationary_with_each_sequences_coefficient(shape):
+    from posemoe_ros.data.batch_synthesis import _ar1
+    rho = np.linspace(0.3, 0.9, shape[2])
+    x = _ar1(shape, rho, np.random.default_rng(0))
+    assert x.shape == shape and abs(x.std() - 1) < 0.03 and abs(x[..., 0].std() - 1) < 0.1
+    lag1 = [np.corrcoef(x[..., b, 1:].ravel(), x[..., b, :-1].ravel())[0, 1] for b in range(shape[2])]
+    np.testing.assert_allclose(lag1, rho, atol=0.08)

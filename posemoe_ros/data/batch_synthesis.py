@@ -24,6 +24,7 @@ A flipped sequence is the mirrored scene: input and target through the equivalen
 `skeleton.flip_pose` and the root's x negated, so target + root still projects onto the input.
 """
 import numpy as np
+from scipy.signal import lfilter
 
 from posemoe_ros.data.bone_length import BoneConfig, sample_lengths
 from posemoe_ros.data.detector_noise import JOINT_JITTER, NoiseConfig
@@ -163,13 +164,19 @@ def detector_keypoints(X, height, rng, config: NoiseConfig):
 
 
 def _ar1(shape, rho, rng):
-    """Unit-variance stationary AR(1) noise of shape (..., B, L) along L, one coefficient per sequence (B,)."""
-    eps = rng.standard_normal((shape[-1],) + tuple(shape[:-1]))               # time first: contiguous steps
+    """Unit-variance stationary AR(1) noise of shape (..., B, L) along L, one coefficient per sequence (B,):
+    detector_noise._ar1's filter, looping in Python over whichever of frames or sequences is fewer."""
+    rho = np.asarray(rho, dtype=np.float64)
     gain = np.sqrt(1 - rho**2)
-    out = np.empty_like(eps)
-    out[0] = eps[0]                                                            # stationary start
-    for k in range(1, len(eps)):                                               # detector_noise._ar1's filter
-        out[k] = rho * out[k - 1] + gain * eps[k]
+    eps = rng.standard_normal((shape[-1],) + tuple(shape[:-1]))               # (L, ..., B) time first
+    if shape[-1] > shape[-2]:                                                  # long sequences: lfilter per row
+        eps[0] /= gain
+        out = np.stack([lfilter([gain[b]], [1.0, -rho[b]], eps[..., b], axis=0) for b in range(shape[-2])], -1)
+    else:
+        out = np.empty_like(eps)
+        out[0] = eps[0]                                                        # stationary start
+        for k in range(1, len(eps)):
+            out[k] = rho * out[k - 1] + gain * eps[k]
     return np.moveaxis(out, 0, -1)
 
 
@@ -180,7 +187,7 @@ def corrupt_keypoints(uv, rng, config: NoiseConfig):
     extent = uv.max(1) - uv.min(1)                                             # (2,B,L) keypoints' bounding box
     scale = np.maximum(extent.max(0), 1.0)                                     # (B,L) pixel height
     sigma = rng.uniform(*c.jitter, B)[None, :, None] * JOINT_JITTER[:, None, None]  # (17,B,1)
-    noise = _ar1((2, NUM_JOINTS, B, L), rng.uniform(*c.temporal_corr, B)[None, None, :], rng) * sigma
+    noise = _ar1((2, NUM_JOINTS, B, L), rng.uniform(*c.temporal_corr, B), rng) * sigma
     outliers = rng.random((NUM_JOINTS, B, L)) < c.outlier_prob
     noise[:, outliers] += rng.standard_normal((2, outliers.sum())) * c.outlier_scale
     noisy = uv + (noise * scale).astype(uv.dtype)
