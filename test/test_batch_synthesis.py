@@ -212,4 +212,5 @@ def test_ar1_noise_is_stationary_with_each_sequences_coefficient(shape):
     x = _ar1(shape, rho, np.random.default_rng(0))
     assert x.shape == shape and abs(x.std() - 1) < 0.03 and abs(x[..., 0].std() - 1) < 0.1
     lag1 = [np.corrcoef(x[..., b, 1:].ravel(), x[..., b, :-1].ravel())[0, 1] for b in range(shape[2])]
-    np.testing.assert_allclose(lag1, rho, atol=0.08)
+    err = np.abs(np.array(lag1) - rho)          # sampling error of ~900 pairs per sequence: about 0.03
+    assert err.mean() < 0.04 and err.max() < 0.12
