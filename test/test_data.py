@@ -11,15 +11,17 @@ from posemoe_ros.data.detector_noise import NoiseConfig, corrupt_keypoints, dete
 from posemoe_ros.data.h36m import TEST_SUBJECTS, camera_intrinsics, load_h36m_2d, load_h36m_3d
 from posemoe_ros.data.mocap import Clip, load_clips
 from posemoe_ros.data.procedural import KINDS, generate_motion
-from posemoe_ros.data.splits import make_splits
+from posemoe_ros.data.splits import VAL_EXTRA_SUBJECTS, make_splits
+from posemoe_ros.skeleton import JOINT_NAMES
 from posemoe_ros.data.virtual_camera import CameraConfig, sample_camera
 from posemoe_ros.data.windows import LiftingWindows, clip_windows
 from posemoe_ros.skeleton import BONES, JOINT_INDEX as J
 from posemoe_ros.stature import bone_lengths, standing_height
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-BANDAI, CMU = DATA / "bandai_h36m17.npz", DATA / "cmu_h36m17.npz"
-needs_data = pytest.mark.skipif(not (BANDAI.exists() and CMU.exists()), reason="mocap data not present")
+BANDAI, CMU, EXTRA = DATA / "bandai_h36m17.npz", DATA / "cmu_h36m17.npz", DATA / "extra_h36m17.npz"
+needs_data = pytest.mark.skipif(not (BANDAI.exists() and CMU.exists() and EXTRA.exists()),
+                                reason="mocap data not present")
 
 
 def in_view(uv, size, margin=0.0):
@@ -30,9 +32,9 @@ def in_view(uv, size, margin=0.0):
 
 @pytest.fixture(scope="module")
 def splits():
-    if not (BANDAI.exists() and CMU.exists()):
+    if not (BANDAI.exists() and CMU.exists() and EXTRA.exists()):
         pytest.skip("mocap data not present")
-    return make_splits(BANDAI, CMU)
+    return make_splits(BANDAI, CMU, extra_path=EXTRA)
 
 
 @needs_data
@@ -48,18 +50,49 @@ def test_load_real_files():
 
 
 def test_splits_disjoint_deterministic(splits):
-    again = make_splits(BANDAI, CMU)
     names = {k: [c.name for c in v] for k, v in splits.items()}
-    assert names == {k: [c.name for c in v] for k, v in again.items()}
     assert all(names.values())
     assert not (set(names["train"]) & set(names["val"]) or set(names["train"]) & set(names["test"])
                 or set(names["val"]) & set(names["test"]))
-    assert sum(map(len, names.values())) == 3076 + 52
+    assert sum(map(len, names.values())) == 3076 + 52 + 67
     test_subjects = {c.meta["subject"] for c in splits["test"]}
     assert all(c.meta["source"] == "cmu" for c in splits["test"]) and len(test_subjects) == 4
     train_cmu = {c.meta["subject"] for c in splits["train"] if c.meta["source"] == "cmu"}
     assert train_cmu and not (train_cmu & test_subjects)
     assert {c.meta["style"] for c in splits["val"] if c.meta["source"] == "bandai"} == {"tired", "elderly"}
+    extra = {k: {c.meta["subject"] for c in v if c.meta["source"] == "extra"} for k, v in splits.items()}
+    assert extra["val"] == set(VAL_EXTRA_SUBJECTS) and not extra["test"]
+    assert {s.split("_")[0] for s in extra["train"]} == {"cmu", "reactidle"} and not extra["train"] & extra["val"]
+    # deterministic, and the old two-file call still works: the same Bandai / CMU clips in the same order
+    old = {k: [c.name for c in v] for k, v in make_splits(BANDAI, CMU).items()}
+    assert old == {k: [c.name for c in v if c.meta["source"] != "extra"] for k, v in splits.items()}
+
+
+def _write_npz(path, clips: dict, **meta):
+    """A file in the shared data format (README of ../shared/data) with procedural motions."""
+    arrays = {"keys": np.array(list(clips)), "joint_names": np.array(JOINT_NAMES), "fps": np.array(30.0)}
+    for name, world in clips.items():
+        arrays[f"j3d_{name}"] = (world - world[:, :1]).astype(np.float16)
+        arrays[f"root_{name}"] = world[:, 0].astype(np.float32)
+    np.savez(path, **arrays, **{k: np.array(v) for k, v in meta.items()})
+
+
+def test_extra_clips_of_test_subjects_never_train(tmp_path):
+    walk = lambda seed: generate_motion("walk", 1.0, seed=seed)
+    _write_npz(tmp_path / "bandai.npz", {"dataset-1_walk_normal_001": walk(0), "dataset-1_walk_tired_002": walk(1)},
+               content=[1, 1], style=[0, 1])
+    _write_npz(tmp_path / "cmu.npz", {"05_01": walk(2), "06_01": walk(3), "08_01": walk(4)},
+               subject=[5, 6, 8], trial=[1, 1, 1])
+    subjects = ["cmu_05", "cmu_94", "cmu_03", "reactidle_009", "reactidle_007"]
+    _write_npz(tmp_path / "extra.npz", {f"x{i}": walk(10 + i) for i in range(5)}, subject=subjects,
+               trial=["05_01", "94_01", "03_01", "acted", "acted"], source=["github:a/b"] * 5,
+               skeleton=["cgspeed_daz"] * 3 + ["reactidle_009_acted", "reactidle_007_acted"])
+    s = make_splits(tmp_path / "bandai.npz", tmp_path / "cmu.npz", extra_path=tmp_path / "extra.npz")
+    subject = lambda split: sorted(c.meta["subject"] for c in s[split] if c.meta["source"] != "bandai")
+    assert subject("test") == ["5"] and subject("val") == ["8", "cmu_94", "reactidle_009"]
+    assert subject("train") == ["6", "cmu_03", "reactidle_007"]                  # cmu_05 (a test person) dropped
+    clip = next(c for c in s["train"] if c.meta.get("subject") == "reactidle_007")
+    assert clip.meta["skeleton"] == "reactidle_007_acted" and clip.joints.shape == (30, 17, 3)
 
 
 @pytest.mark.parametrize("dist", [None, np.array([-0.25, 0.08, 0.001, -0.002, 0.0])])

@@ -22,14 +22,17 @@ class BoneConfig:
 
 
 def sample_lengths(reference: np.ndarray, rng: np.random.Generator, config: BoneConfig = BoneConfig()) -> np.ndarray:
-    """New bone lengths (17,) from reference lengths (17,): varied per bone, symmetric, at a random height."""
-    factor = 1 + config.bone_variation * rng.uniform(-1, 1, NUM_JOINTS)
-    factor = factor[np.minimum(np.arange(NUM_JOINTS), FLIP_PERMUTATION)]  # left bone = its right twin
+    """New bone lengths (..., 17) from reference lengths (..., 17): varied per bone, symmetric, at a random height.
+
+    A batch of references (B, 17) draws one body per row."""
+    batch = reference.shape[:-1]
+    factor = 1 + config.bone_variation * rng.uniform(-1, 1, batch + (NUM_JOINTS,))
+    factor = factor[..., np.minimum(np.arange(NUM_JOINTS), FLIP_PERMUTATION)]  # left bone = its right twin
     lengths = reference * factor
-    height = rng.uniform(*config.height_range)
-    lengths[list(_HIPS)] = 0                               # hip width is set on its own, after scaling
-    lengths = lengths * standing_height_to_chain(height) / chain_length(lengths)
-    lengths[list(_HIPS)] = rng.uniform(*config.hip_width_range) * height
+    height = rng.uniform(*config.height_range, batch)[..., None]
+    lengths[..., list(_HIPS)] = 0                          # hip width is set on its own, after scaling
+    lengths = lengths * standing_height_to_chain(height) / chain_length(lengths)[..., None]
+    lengths[..., list(_HIPS)] = rng.uniform(*config.hip_width_range, batch)[..., None] * height
     return lengths
 
 

@@ -24,8 +24,9 @@ class Clip:
 
 
 def _meta(data, i: int, name: str) -> dict[str, str]:
-    if "skeleton" in data.files:  # the extra file: subject cmu_NN / reactidle_NNN, skeleton shared per body
-        return {"source": "extra", **{k: str(data[k][i]) for k in ("subject", "trial", "skeleton")}}
+    if "skeleton" in data.files:  # extra: subject cmu_NN / reactidle_NNN, trial, shared-body id, source repo
+        return {"source": "extra", "subject": str(data["subject"][i]), "trial": str(data["trial"][i]),
+                "skeleton": str(data["skeleton"][i]), "repository": str(data["source"][i])}
     if "subject" in data.files:  # CMU: subject and trial numbers
         return {"source": "cmu", "subject": str(int(data["subject"][i])), "trial": str(int(data["trial"][i]))}
     if "content" in data.files:  # Bandai: names like dataset-2_walk-turn-left_elderly_012
