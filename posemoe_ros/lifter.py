@@ -165,9 +165,11 @@ class Lifter:
             backend, run = "torch", self._torch_step if self.streaming else self._torch_forward
         else:  # export once per weights (cached on disk), then one session per thread setting
             self.model.to("cpu", torch.float32)
-            runner = OnnxStep if self.streaming else OnnxLifter
+            # The streaming step's ops are too small to share: one single-threaded session beat two
+            # batch-parallel ones and two intra-op threads for 1-10 people (docs/performance.md).
+            runner, default = (OnnxStep, 1) if self.streaming else (OnnxLifter, ORT_DEFAULT_PARALLEL)
             try:
-                run = runner(cached_onnx(self.model), batch_parallel=num_threads or ORT_DEFAULT_PARALLEL)
+                run = runner(cached_onnx(self.model), batch_parallel=num_threads or default)
             except (ImportError, OSError, RuntimeError, ValueError) as exc:
                 if self._run is not None:
                     self.model.to(self.device, self.dtype)  # back where the running engine expects it

@@ -266,7 +266,7 @@ def test_invalid_parameter_updates_are_refused_with_the_reason_and_valid_ones_ap
         assert client.wait_for_service(timeout_sec=10.0)
         before = h.node.lifter.config
         refused = {
-            "lookahead=27 (the window)": (dict(lookahead=27), "window of 27"),
+            "lookahead=9 (beyond what it was trained for)": (dict(lookahead=9), "trained for (0 to 8"),
             "lookahead=500": (dict(lookahead=500), "out of range"),
             "lookahead='3'": (dict(lookahead="3"), "Wrong parameter type"),
             "min_confidence=1.5": (dict(min_confidence=1.5), "out of range"),

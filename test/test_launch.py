@@ -13,7 +13,7 @@ from posemoe_ros.ros.lift_node import PARAMETERS
 LAUNCH_FILE = REPO / "launch" / "lift.launch.py"
 # What a ROS user passes (README.md's list); node parameters among them override the config file.
 EXPECTED_ARGUMENTS = {"config", "namespace", "keypoints_topic", "camera_info_topic", "image_topic", "depth_topic",
-                      "log_level", "rviz", "use_sim_time", "tf_prefix", "weights", "device", "backend", "lookahead",
+                      "log_level", "rviz", "input_type", "detections_topic", "use_sim_time", "tf_prefix", "weights", "device", "backend", "lookahead",
                       "body_height"}
 
 

@@ -55,11 +55,12 @@ def test_body_height_sets_the_lifted_size_and_the_monocular_root_depth():
                for h in (0.0, 1.70, true_stature)}
     for h in (1.70, true_stature):
         assert np.allclose(results[h][1], h, atol=1e-4)  # every frame, exactly the assumed stature
-    assert results[0.0][1].max() < 1.70  # the model's own size: small (docs/results.md)
+    own = results[0.0][1]  # the model's own size follows the 2D, not the parameter
+    assert own.std() > 1e-3 and not np.allclose(own, true_stature, atol=0.01)
     # The closer the assumed height to the person's, the closer the root: error ~ height gap x distance
     # (plus a few % from the body's proportions, which the model does not get exactly).
     mean = {h: errors.mean() for h, (errors, _) in results.items()}
-    assert mean[true_stature] < 0.15 and mean[true_stature] < mean[1.70] < mean[0.0], mean
+    assert mean[true_stature] < 0.15 and mean[true_stature] < mean[1.70], mean
     assert results[true_stature][0].max() < 0.3
 
 
