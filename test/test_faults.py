@@ -276,7 +276,7 @@ def test_invalid_parameter_updates_are_refused_with_the_reason_and_valid_ones_ap
             "use_depth (read-only)": (dict(use_depth=True), "read-only"),
             "max_stamp_ahead=-1": (dict(max_stamp_ahead=-1.0), "out of range"),
             "body_height=0.1": (dict(body_height=0.1), "no person's stature"),
-            "body_height=3": (dict(body_height=3.0), "out of range"),
+            "body_height=3": (dict(body_height=3.0), "no person's stature"),  # no descriptor range: one rule (stature.py)
         }
         if not torch.cuda.is_available():
             refused["device=cuda without CUDA"] = (dict(device="cuda"), "CUDA is not available")
