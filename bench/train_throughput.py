@@ -41,6 +41,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from model_latency import matmul_peak_gflops  # noqa: E402
 from posemoe_ros.data.batch_synthesis import SequenceSampler  # noqa: E402
 from posemoe_ros.data.windows import LiftingWindows  # noqa: E402
 from posemoe_ros.models import build_model  # noqa: E402
@@ -62,17 +64,6 @@ def _sdpa_backward_flops(grad_out, q, k, v, *args, **kwargs) -> int:
 
 SDPA_CPU = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
             torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops}
-
-
-def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    best = 0.0
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def parse_model(spec: str) -> tuple[str, dict]:
@@ -219,7 +210,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     clips, source = load_train_clips(args.data_dir)
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(args.threads)
     print(f"threads {args.threads}, batch {args.batch}, {args.seconds:g} s per path in {args.rounds} rounds; "
           f"clips: {source}; torch {torch.__version__}; best 2048^3 fp32 matmul {peak:.1f} GFLOP/s; "
           f"load {os.getloadavg()[0]:.1f}\n")

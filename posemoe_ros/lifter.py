@@ -226,14 +226,15 @@ class Lifter:
         # A streaming model steps every person of this frame (each new frame must enter its cache);
         # only tracks with a real frame `lookahead` steps back can answer for that frame.
         k = cfg.lookahead
-        poses = self._step_all(ids) if self.streaming and ids else None
+        history, stamps = self.tracks.windows(ids)  # (P,T,17,3), (P,T), newest last: read once per frame
+        poses = self._step_all(ids, history) if self.streaming and ids else None
         if len(self._input_stamps) <= k:
             return LiftedFrame(stamp_ns, None, k, warnings)
         target_ns = self._input_stamps[-1 - k]
         rows = np.flatnonzero(self.tracks.num_real_frames_of(ids) > k)  # rows of this frame's people
         if len(rows) == 0:
             return LiftedFrame(target_ns, [] if k == 0 else None, k, warnings)
-        windows, stamps = self.tracks.windows([ids[r] for r in rows])  # (P,T,17,3), (P,T)
+        windows, stamps = history[rows], stamps[rows]
         in_step = np.abs(stamps[:, -1 - k] - target_ns * 1e-9) < 1e-6  # seen in that very frame
         if not in_step.all():
             rows, windows = rows[in_step], windows[in_step]
@@ -262,11 +263,10 @@ class Lifter:
     # Both paths lift in a view turned onto each frame's person (posemoe_ros/optical_axis.py), as the
     # models were trained: an off-axis person is otherwise seen sheared, and comes out shrunk and too
     # close. The 3D of the answered frame is turned back with that frame's own rotation.
-    def _step_all(self, ids: list[str]) -> np.ndarray:
+    def _step_all(self, ids: list[str], windows: np.ndarray) -> np.ndarray:
         """One streaming step for every id's newest frame -> (P,17,3) root-relative pose of the frame
         `lookahead` back (rows whose track is younger than that hold garbage the caller skips)."""
         k = self.config.lookahead
-        windows, _ = self.tracks.windows(ids)  # (P,T,17,3), newest last
         x, _ = view_on_axis(windows[:, -1])
         past, ages = self.tracks.cache(ids)
         pose, new_kv = self._run(x.astype(np.float32), past, ages, k)
