@@ -241,3 +241,20 @@ def test_presets_cover_the_windows_and_overrides_apply():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("mlp")
     assert sum(p.numel() for p in build_model("posemoe", "s").parameters()) < 1.5e6
+
+
+def test_scale_input_divides_out_each_frames_centre_and_size():
+    from posemoe_ros.models.attention import scale_normalised
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 17, 3, generator=g) * 0.2
+    x[..., 2] = (torch.rand(2, 5, 17, generator=g) > 0.3).float()
+    x[..., :2] *= x[..., 2:3]                        # missing joints arrive at 0, as the node sends them
+    moved = x.clone()
+    factor = torch.tensor([0.2, 0.5, 1.0, 3.0, 5.0])[None, :, None, None]   # 1.5 m ... 8 m away, per frame
+    moved[..., :2] = (x[..., :2] * factor + torch.tensor([0.3, -0.1])) * x[..., 2:3]
+    a, b = scale_normalised(x), scale_normalised(moved)
+    torch.testing.assert_close(a[..., :3], b[..., :3], rtol=0, atol=1e-5)      # same pose, same size
+    torch.testing.assert_close(b[..., 5] - a[..., 5], factor[..., 0].log().expand(2, 5, 17), rtol=0, atol=1e-5)
+    assert (a[..., :2][x[..., 2] == 0] == 0).all()                           # missing joints stay 0
+    model = build_model("posemoe", "s", num_frames=9, dim=16, heads=2, scale_input=True)
+    assert model.embed.proj.in_features == 6 and model(x).shape == (2, 5, 17, 3)

@@ -15,10 +15,10 @@ from posemoe_ros.tracking import TrackManager
 W = 6  # a short window, so the sequences below run well past it
 
 
-def model_with_weights(name: str, seed: int = 0):
+def model_with_weights(name: str, seed: int = 0, **overrides):
     """A small streaming model with random (not zero) weights everywhere, delay tables included."""
     torch.manual_seed(seed)
-    kw = dict(num_frames=W, dim=16, heads=2, max_lookahead=3)
+    kw = dict(num_frames=W, dim=16, heads=2, max_lookahead=3, **overrides)
     kw.update(encoder_layers=1, decoder_layers=2) if name == "posemoe" else kw.update(layers=3)
     model = build_model(name, "s", **kw).eval()
     with torch.no_grad():
@@ -36,8 +36,9 @@ def keypoints(B, T, seed=1):
 
 @pytest.mark.parametrize("name", ["posemoe", "entangled"])
 @pytest.mark.parametrize("delay", [0, 2])
-def test_frame_by_frame_equals_one_forward_over_the_whole_sequence(name, delay):
-    model = model_with_weights(name)
+@pytest.mark.parametrize("scale_input", [False, True])
+def test_frame_by_frame_equals_one_forward_over_the_whole_sequence(name, delay, scale_input):
+    model = model_with_weights(name, scale_input=scale_input)
     x = keypoints(3, 5 * W)
     with torch.no_grad():
         whole = model(x, delay=delay)

@@ -176,16 +176,38 @@ class STCrossBlock(nn.Module):
 
 
 class PoseEmbedding(nn.Module):
-    """Linear embedding of per-joint inputs plus a learned joint embedding (no frame position: see above)."""
+    """Linear embedding of per-joint inputs plus a learned joint embedding (no frame position: see above).
 
-    def __init__(self, in_channels: int, dim: int, num_joints: int):
+    scale_input: each frame's keypoints are centred on their confidence-weighted mean and divided by
+    their RMS spread, and the removed centre (2) and log spread (1) join every joint's input, so the
+    network sees one pose at one size whether the person stands 1.5 or 8 m away, and still gets the
+    perspective cues. Per frame, so a frame's features never depend on its neighbours (streaming-exact)."""
+
+    EXTRA_CHANNELS = 3   # centre x, y and log spread, with scale_input
+
+    def __init__(self, in_channels: int, dim: int, num_joints: int, scale_input: bool = False):
         super().__init__()
-        self.proj = nn.Linear(in_channels, dim)
+        self.scale_input = scale_input
+        self.proj = nn.Linear(in_channels + (self.EXTRA_CHANNELS if scale_input else 0), dim)
         self.joint_pos = nn.Parameter(torch.zeros(1, 1, num_joints, dim))
         nn.init.trunc_normal_(self.joint_pos, std=0.02)
 
     def forward(self, x):  # (B, T, J, in) -> (B, T, J, C)
+        if self.scale_input:
+            x = scale_normalised(x)
         return self.proj(x) + self.joint_pos
+
+
+def scale_normalised(x: torch.Tensor) -> torch.Tensor:
+    """(B,T,J,3) (x, y, conf) -> (B,T,J,6) (x', y', conf, centre x, centre y, log spread), per frame.
+    Missing joints (conf 0) stay at 0 and do not move the centre or the spread."""
+    xy, conf = x[..., :2], x[..., 2:3]
+    weight = conf / conf.sum(dim=2, keepdim=True).clamp_min(1e-6)              # (B,T,J,1)
+    centre = (weight * xy).sum(dim=2, keepdim=True)                            # (B,T,1,2)
+    spread = ((weight * (xy - centre).square()).sum(dim=(2, 3), keepdim=True)).sqrt().clamp_min(1e-3)  # (B,T,1,1)
+    xy = torch.where(conf > 0, (xy - centre) / spread, torch.zeros_like(xy))
+    J = x.shape[2]
+    return torch.cat([xy, conf, centre.expand(-1, -1, J, -1), spread.log().expand(-1, -1, J, -1)], dim=-1)
 
 
 def init_weights(module: nn.Module):

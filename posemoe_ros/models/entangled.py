@@ -23,6 +23,7 @@ class EntangledConfig:
     layers: int = 4
     dropout: float = 0.0
     max_lookahead: int = 8      # output delays the last block is trained for (0 .. this)
+    scale_input: bool = False   # per-frame 2D centre and spread divided out, fed as inputs (attention.PoseEmbedding)
 
 
 class Entangled(nn.Module):
@@ -31,7 +32,7 @@ class Entangled(nn.Module):
     def __init__(self, config: EntangledConfig):
         super().__init__()
         self.config = cfg = config
-        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_joints)
+        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_joints, cfg.scale_input)
         self.blocks = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.num_frames, cfg.mlp_ratio, cfg.dropout,
                                             delays=cfg.max_lookahead + 1 if i == cfg.layers - 1 else 1)
                                     for i in range(cfg.layers))

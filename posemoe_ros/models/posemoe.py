@@ -39,6 +39,7 @@ class PoseMoEConfig:
     dropout: float = 0.0
     router_fuse: bool = True    # add the router-fused feature to both streams at decoder entry
     max_lookahead: int = 8      # output delays the last decoder layer is trained for (0 .. this)
+    scale_input: bool = False   # per-frame 2D centre and spread divided out, fed as inputs (attention.PoseEmbedding)
 
 
 class DepthExpert(nn.Module):
@@ -100,7 +101,7 @@ class PoseMoE(nn.Module):
     def __init__(self, config: PoseMoEConfig):
         super().__init__()
         self.config = cfg = config
-        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_joints)
+        self.embed = PoseEmbedding(cfg.in_channels, cfg.dim, cfg.num_joints, cfg.scale_input)
         self.pose_expert = nn.ModuleList(STBlock(cfg.dim, cfg.heads, cfg.num_frames, cfg.mlp_ratio, cfg.dropout)
                                          for _ in range(cfg.encoder_layers))
         self.depth_expert = DepthExpert(cfg)
