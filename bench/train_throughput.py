@@ -71,7 +71,8 @@ def parse_model(spec: str) -> tuple[str, dict]:
     overrides = {}
     for item in filter(None, rest.split(",")):
         key, value = item.split("=")
-        overrides[key] = float(value) if "." in value else int(value) if value.lstrip("-").isdigit() else value
+        overrides[key] = ({"true": True, "false": False}[value.lower()] if value.lower() in ("true", "false")
+                          else float(value) if "." in value else int(value) if value.lstrip("-").isdigit() else value)
     return name, overrides
 
 
