@@ -1,6 +1,7 @@
 """The demo on a ROS 2 machine: `ros2 launch posemoe_ros demo.launch.py [rviz:=true] [record:=true]`.
 
-The lift node with its real parameter file, and the scenario player (a virtual camera watching
+The lift node with its real parameter file (and lift.launch.py's node-parameter arguments: weights,
+device, backend, lookahead, ...), and the scenario player (a virtual camera watching
 procedurally animated people, with detector noise and the true 3D joints on skeletons_3d_truth).
 Everything stops when the player has played `duration` seconds. `record:=true` records every topic
 with `ros2 bag record -s mcap`. The measured summary (MPJPE, latency, drops) and the pictures come
@@ -10,13 +11,15 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from posemoe_ros.ros.launch_args import NODE_PARAMETER_ARGUMENTS, lift_node
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -25,7 +28,6 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("config", default_value=str(share / "config" / "lift.yaml"),
                               description="Parameter file for the lift node"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda"),
         DeclareLaunchArgument("duration", default_value="20.0", description="Seconds of scenario to play"),
         DeclareLaunchArgument("num_people", default_value="3",
                               description="People in the scene (walker, waver, late, then extras)"),
@@ -35,15 +37,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("record", default_value="false", description="Record every topic to an MCAP bag"),
         DeclareLaunchArgument("bag", default_value="posemoe_demo_bag", description="Folder of the recorded bag"),
     ]
-    lift = Node(
-        package="posemoe_ros",
-        executable="lift_node",
-        name="posemoe_lift",
-        output="screen",
-        emulate_tty=True,
-        # the player publishes reliably: reliable inputs lose nothing to QoS
-        parameters=[arg("config"), {"device": arg("device"), "input_reliability": "reliable"}],
-    )
+    args += [DeclareLaunchArgument(name, default_value=default, description=description)
+             for name, (_, default, description) in NODE_PARAMETER_ARGUMENTS.items()]
+    # the same node as lift.launch.py (config check, typed overrides); the player publishes reliably,
+    # and reliable inputs lose nothing to QoS
+    lift = OpaqueFunction(function=lift_node, kwargs={"parameters": {"input_reliability": "reliable"}})
     player = Node(
         package="posemoe_ros",
         executable="scenario_player",

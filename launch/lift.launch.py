@@ -2,7 +2,7 @@
 
 `ros2 launch posemoe_ros lift.launch.py --show-args` lists the arguments. The node-parameter
 arguments (use_sim_time, tf_prefix, weights, device, backend, lookahead, body_height) override
-the config file where given; their checks are posemoe_ros/ros/launch_args.py.
+the config file where given; their checks, and the node itself, are posemoe_ros/ros/launch_args.py.
 """
 from pathlib import Path
 
@@ -12,9 +12,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
-from posemoe_ros.ros.launch_args import NODE_PARAMETER_ARGUMENTS, check_config_file, parameter_overrides
+from posemoe_ros.ros.launch_args import NODE_PARAMETER_ARGUMENTS, lift_node
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -55,21 +54,10 @@ def generate_launch_description() -> LaunchDescription:
 
 
 def _lift_node(context):
-    """The node, once the arguments are known: a config file that is not there, or a value of the
-    wrong type, ends the launch with one line instead of a node on its defaults."""
     arg = LaunchConfiguration
-    config = check_config_file(arg("config").perform(context))
-    overrides = parameter_overrides({name: arg(name).perform(context) for name in NODE_PARAMETER_ARGUMENTS})
-    overrides["input_type"] = arg("input_type").perform(context)
-    return [Node(
-        package="posemoe_ros",
-        executable="lift_node",
-        name="posemoe_lift",
+    return lift_node(
+        context, {"input_type": arg("input_type").perform(context)},
         namespace=arg("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[str(config), {name: ParameterValue(value, value_type=type(value))
-                                  for name, value in overrides.items()}],
         remappings=[
             ("keypoints_2d", arg("keypoints_topic")),
             ("detections", arg("detections_topic")),
@@ -78,4 +66,4 @@ def _lift_node(context):
             ("depth", arg("depth_topic")),
         ],
         ros_arguments=["--log-level", arg("log_level")],
-    )]
+    )

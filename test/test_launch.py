@@ -1,5 +1,6 @@
-"""lift.launch.py's arguments: the checks it runs (posemoe_ros/ros/launch_args.py) directly, the
-file's declarations statically, and, where the real launch packages are importable, the file itself."""
+"""lift.launch.py's and demo.launch.py's arguments: the checks they run (posemoe_ros/ros/launch_args.py)
+directly, the files' declarations statically, and, where the real launch packages are importable, the
+lift launch file itself."""
 import ast
 import importlib.util
 
@@ -11,6 +12,7 @@ from posemoe_ros.ros.launch_args import (NODE_PARAMETER_ARGUMENTS, LaunchArgumen
 from posemoe_ros.ros.lift_node import PARAMETERS
 
 LAUNCH_FILE = REPO / "launch" / "lift.launch.py"
+DEMO_LAUNCH_FILE = REPO / "launch" / "demo.launch.py"
 # What a ROS user passes (README.md's list); node parameters among them override the config file.
 EXPECTED_ARGUMENTS = {"config", "namespace", "keypoints_topic", "camera_info_topic", "image_topic", "depth_topic",
                       "log_level", "rviz", "input_type", "detections_topic", "use_sim_time", "tf_prefix", "weights", "device", "backend", "lookahead",
@@ -49,10 +51,10 @@ def test_node_parameter_arguments_are_typed_as_the_node_declares_them_and_empty_
             parameter_overrides(bad)
 
 
-def _declared_in_launch_file() -> set[str]:
+def _declared_in_launch_file(path=LAUNCH_FILE) -> set[str]:
     """DeclareLaunchArgument("name", ...) calls in the file, plus those it makes from
     NODE_PARAMETER_ARGUMENTS (read without importing launch)."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
+    tree = ast.parse(path.read_text())
     names = {call.args[0].value for call in ast.walk(tree) if isinstance(call, ast.Call)
              and getattr(call.func, "id", None) == "DeclareLaunchArgument" and call.args
              and isinstance(call.args[0], ast.Constant)}
@@ -63,8 +65,14 @@ def _declared_in_launch_file() -> set[str]:
 
 def test_the_launch_file_declares_every_argument_and_checks_the_config_file():
     assert _declared_in_launch_file() == EXPECTED_ARGUMENTS
-    source = LAUNCH_FILE.read_text()
-    assert "check_config_file(" in source and "parameter_overrides(" in source
+    # both launch files start the node through launch_args.lift_node, which checks the config file
+    # and types the overrides (tested above and, with the real launch, below)
+    for path in (LAUNCH_FILE, DEMO_LAUNCH_FILE):
+        assert "lift_node" in {a.name for node in ast.walk(ast.parse(path.read_text()))
+                               if isinstance(node, ast.ImportFrom) and node.module == "posemoe_ros.ros.launch_args"
+                               for a in node.names}, path.name
+        assert 'executable="lift_node"' not in path.read_text(), f"{path.name} builds its own lift node"
+    assert set(NODE_PARAMETER_ARGUMENTS) <= _declared_in_launch_file(DEMO_LAUNCH_FILE)
     readme = (REPO / "README.md").read_text()
     for name in EXPECTED_ARGUMENTS:
         assert f"`{name}`" in readme, f"README.md does not list the launch argument {name}"

@@ -1,6 +1,7 @@
-"""What launch/lift.launch.py does with its arguments, as plain functions (testable without launch).
+"""What launch/lift.launch.py and launch/demo.launch.py do with their arguments, as plain functions
+(testable without launch), and the lift node both launch files start (`lift_node`).
 
-Imports neither launch nor rclpy nor torch: the launch process stays light.
+Imports neither rclpy nor torch, and launch only inside `lift_node`: the launch process stays light.
 """
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ def parameter_overrides(values: dict[str, str]) -> dict:
         if text:
             overrides[name] = _parse(name, kind, text) if kind is not str else text
     return overrides
+
+
+def lift_node(context, parameters: dict | None = None, **node_options) -> list:
+    """The lift node, once the launch arguments are known (for an OpaqueFunction): a config file that
+    is not there, or a value of the wrong type, ends the launch with one line instead of a node on
+    its defaults. parameters: set after the config file and the typed overrides; node_options: more
+    launch_ros Node arguments (namespace, remappings, ...)."""
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+    from launch_ros.parameter_descriptions import ParameterValue
+
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    config = check_config_file(arg("config"))
+    overrides = {**parameter_overrides({name: arg(name) for name in NODE_PARAMETER_ARGUMENTS}), **(parameters or {})}
+    return [Node(package="posemoe_ros", executable="lift_node", name="posemoe_lift", output="screen",
+                 emulate_tty=True,
+                 parameters=[str(config), {name: ParameterValue(value, value_type=type(value))
+                                           for name, value in overrides.items()}],
+                 **node_options)]
