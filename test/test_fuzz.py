@@ -340,6 +340,32 @@ def _positions(skeleton) -> np.ndarray:
     return np.array([[p.x, p.y, p.z] for p in skeleton.positions])
 
 
+def _rejected_counts(diag: dict) -> Counter:
+    """The node's rejected_<reason> diagnostics as counts by reason."""
+    return Counter({k[len("rejected_"):]: int(v) for k, v in diag.items()
+                    if k.startswith("rejected_") and k != "rejected_total"})
+
+
+def _check_against_a_fresh_lifter(h, accepted, on_output=None) -> Counter:
+    """Every accepted message was lifted exactly as a fresh Lifter fed the accepted inputs lifts it
+    (same stamp, ids and positions to 1e-5 m, all finite); returns that lifter's warning counts.
+    on_output(case, out, reference) sees each pair after the checks."""
+    reference = Lifter.from_weights(None, h.node.lifter.config)
+    ref_counts = Counter()
+    for case, out in zip(accepted, h.out):
+        stamp, layout, ids, uv, conf = case.ref
+        frame = reference.process(stamp, layout, ids, uv, conf, K, np.zeros(5))
+        ref_counts += frame.warnings
+        assert _stamp(out) == frame.stamp_ns == stamp
+        assert [s.id for s in out.skeletons] == [p.id for p in frame.people], case.kind
+        for s, p in zip(out.skeletons, frame.people):
+            np.testing.assert_allclose(_positions(s), p.positions, atol=1e-5, err_msg=case.kind)
+            assert np.isfinite(_positions(s)).all()
+        if on_output is not None:
+            on_output(case, out, reference)
+    return ref_counts
+
+
 def _check_warnings(logs, started: float, reasons):
     """At least one warning per reason seen, at most one per warn_period; no ERROR or FATAL."""
     assert not [log.msg for log in logs if log.level >= Log.ERROR], "error logged"
@@ -403,28 +429,20 @@ def test_fuzzed_keypoints_and_camera_info_are_counted_by_reason_and_valid_ones_l
     diag = h.final_diagnostics(sent)
     assert int(diag["inputs"]) == sent and int(diag["outputs"]) == len(accepted) == len(h.out)
     assert diag["dropped_behind"] == "0" and "rejected_internal_error" not in diag
-    got = Counter({k[len("rejected_"):]: int(v) for k, v in diag.items()
-                   if k.startswith("rejected_") and k != "rejected_total"})
+    got = _rejected_counts(diag)
     got["time_resets"] = int(diag["time_resets"])
     got = +got
     assert h.node._lift_thread.is_alive()
 
-    # Every accepted message lifted exactly as a fresh Lifter fed the accepted inputs lifts it.
-    reference = Lifter.from_weights(None, h.node.lifter.config)
-    ref_counts, errors = Counter(), []
-    for case, out in zip(accepted, h.out):
-        stamp, layout, ids, uv, conf = case.ref
-        frame = reference.process(stamp, layout, ids, uv, conf, K, np.zeros(5))
-        ref_counts += frame.warnings
-        assert _stamp(out) == frame.stamp_ns == stamp
-        assert [s.id for s in out.skeletons] == [p.id for p in frame.people], case.kind
-        for s, p in zip(out.skeletons, frame.people):
-            np.testing.assert_allclose(_positions(s), p.positions, atol=1e-5, err_msg=case.kind)
-            assert np.isfinite(_positions(s)).all()
+    errors = []
+
+    def probe_error(case, out, reference):
         if case.kind == "probe" and reference.tracks.num_real_frames("v") >= reference.num_frames:
-            i = (stamp - fuzz.t0) * FPS // NS
+            i = (case.ref[0] - fuzz.t0) * FPS // NS
             pred = _positions(out.skeletons[0])
             errors.append(float(mpjpe(pred - pred[0], fuzz.v_truth[i] - fuzz.v_truth[i, 0])))
+
+    ref_counts = _check_against_a_fresh_lifter(h, accepted, probe_error)
     # A garbage pose may defeat the root solve: that count has no independent rule, the lifter's own.
     expected["root_unsolved"] = ref_counts["root_unsolved"]
     assert got == +expected, f"diagnostics {dict(got)} != sent {dict(+expected)}"
@@ -773,20 +791,8 @@ def test_fuzzed_yolo_detections_are_counted_by_reason_and_valid_ones_lift_exactl
         diag = h.final_diagnostics(sent)
         assert int(diag["inputs"]) == sent and int(diag["outputs"]) == len(accepted) == len(h.out)
         assert diag["dropped_behind"] == "0" and "rejected_internal_error" not in diag
-        got = +Counter({k[len("rejected_"):]: int(v) for k, v in diag.items()
-                        if k.startswith("rejected_") and k != "rejected_total"})
-
-        reference = Lifter.from_weights(None, h.node.lifter.config)
-        ref_counts = Counter()
-        for case, out in zip(accepted, h.out):
-            stamp, layout, ids, uv, conf = case.ref
-            frame = reference.process(stamp, layout, ids, uv, conf, K, np.zeros(5))
-            ref_counts += frame.warnings
-            assert _stamp(out) == frame.stamp_ns == stamp
-            assert [s.id for s in out.skeletons] == [p.id for p in frame.people], case.kind
-            for s, p in zip(out.skeletons, frame.people):
-                np.testing.assert_allclose(_positions(s), p.positions, atol=1e-5, err_msg=case.kind)
-                assert np.isfinite(_positions(s)).all()
+        got = +_rejected_counts(diag)
+        ref_counts = _check_against_a_fresh_lifter(h, accepted)
         expected["root_unsolved"] = ref_counts["root_unsolved"]  # no independent rule: the lifter's own
         assert got == +expected, f"diagnostics {dict(got)} != sent {dict(+expected)}"
         assert thousands >= 2 and min(sent_by_kind[k] for k in YOLO_ACCEPTED) >= 3, (thousands, sent_by_kind)
