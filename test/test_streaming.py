@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from posemoe_ros.models import build_model
-from posemoe_ros.models.streaming import StreamingStep, cache_shape, stream
+from posemoe_ros.models.streaming import StreamingStep, cache_shape, empty_cache, stream
 from posemoe_ros.tracking import TrackManager
 
 W = 6  # a short window, so the sequences below run well past it
@@ -121,3 +121,28 @@ def test_lifter_torch_and_onnxruntime_steps_agree(tmp_path, monkeypatch):
         assert a.keys() == b.keys()
         for i in a:
             np.testing.assert_allclose(a[i], b[i], rtol=0, atol=1e-4)
+
+
+def test_fixed_batch_sessions_agree_with_the_dynamic_graph_and_take_over(tmp_path, monkeypatch):
+    from posemoe_ros.models.export import OnnxStep, cached_onnx
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = model_with_weights("posemoe", seed=3)
+    step = OnnxStep(cached_onnx(model), model=model, fixed_batches=4)
+    past, ages = empty_cache(model, 3)
+    past.normal_()
+    ages[:, :3] = torch.tensor([1, 2, 3])          # three frames cached, the rest empty
+    x = keypoints(3, 1)[:, 0]
+    with torch.no_grad():
+        want_pose, want_kv = StreamingStep(model)(x, past, ages, torch.tensor(1))
+    args = (x.numpy(), past.numpy(), ages.numpy(), 1)
+    assert step.fixed.get(3) is None               # first call: queued, the dynamic graph answers
+    answers = [step(*args)]
+    assert step.fixed.wait(3, timeout=300) and step.fixed.get(3) is not None
+    answers.append(step(*args))                    # now on the graph exported for 3 people
+    for pose, kv in answers:
+        np.testing.assert_allclose(pose, want_pose.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(kv, want_kv.numpy(), rtol=0, atol=1e-5)
+    assert len(list(tmp_path.rglob("*-b3.onnx"))) == 1    # cached: the next process only builds the session
+    assert not step.fixed.wait(5) and step.fixed.get(5) is None   # above fixed_batches: always dynamic
+    step.fixed.close()
