@@ -150,8 +150,9 @@ class FixedBatchSessions:
     time in a background thread the first time a batch is asked for; until a batch's session is
     ready, get() returns None and the dynamic-batch session serves. With a fixed batch onnxruntime
     folds the shape arithmetic (Shape, Gather, Unsqueeze, Concat chains) out of the graph: the step
-    is about 1.4x faster for 1-10 people (1.0-2.0x across runs, bench/step_profile.py). The exports are cached on disk
-    (cached_onnx), so after the first run a batch costs only its session (~0.3 s, in the background).
+    is about 1.4x faster for 1-10 people (1.0-2.0x across runs, bench/step_profile.py). The exports
+    are cached on disk (cached_onnx), so after the first run a batch costs only its session (~0.3 s,
+    in the background).
     Exports come from a private CPU float32 copy of the model, so the caller may move its own."""
 
     def __init__(self, model: nn.Module, new_session, max_batch: int):
