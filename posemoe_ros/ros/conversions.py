@@ -8,8 +8,8 @@ from collections import Counter
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, TransformStamped
-from std_msgs.msg import ColorRGBA
+from geometry_msgs.msg import Point, Quaternion, TransformStamped
+from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from posemoe_ros.body_frames import body_frame, joint_offsets_in_body, rotation_to_quaternion
@@ -124,24 +124,30 @@ def _point(p) -> Point:
     return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
 
 
+def _points(xyz: np.ndarray) -> list[Point]:
+    """(N,3) -> N Points. One tolist() instead of 3N numpy scalar conversions: per frame the node
+    builds hundreds of these (skeletons, markers), and their Python cost was a node's hot spot."""
+    return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, np.float64).tolist()]
+
+
 def skeleton_array_msg(header, people, latency_s: float, lookahead: int) -> Skeleton3DArray:
     """`people`: LiftedPerson-like objects (id, positions (17,3), root (3,), confidence (17,), root_source)."""
     return Skeleton3DArray(
         header=header, latency=duration_msg(latency_s), lookahead=lookahead,
         skeletons=[Skeleton3D(
-            id=p.id, joint_names=list(JOINT_NAMES), positions=[_point(q) for q in p.positions],
-            confidence=[float(c) for c in p.confidence], root_position=_point(p.root),
+            id=p.id, joint_names=list(JOINT_NAMES), positions=_points(p.positions),
+            confidence=np.asarray(p.confidence, np.float64).tolist(), root_position=_point(p.root),
             root_source=int(p.root_source)) for p in people])
 
 
-def _transform(header, parent: str, child: str, translation, quaternion) -> TransformStamped:
+def _transform(header: Header, child: str, translation, rotation: Quaternion) -> TransformStamped:
+    """translation: Python floats (x, y, z). header and rotation are shared, not copied: the
+    transforms of one frame are built once, published and dropped, and a message's default
+    sub-messages are the bulk of its construction cost (~180 transforms a frame for 10 people)."""
     t = TransformStamped()
-    t.header.stamp = header.stamp
-    t.header.frame_id = parent
-    t.child_frame_id = child
-    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = map(float, translation)
-    (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-     t.transform.rotation.w) = map(float, quaternion)
+    t.header, t.child_frame_id = header, child
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = translation
+    t.transform.rotation = rotation
     return t
 
 
@@ -151,17 +157,30 @@ def body_frame_name(prefix: str, person_id: str) -> str:
 
 def transforms(header, people, prefix: str) -> list[TransformStamped]:
     """REP-155: body_<id> at the hip midpoint (x out of the chest, z up the spine), child of the
-    camera optical frame; <joint>_<id> per joint, child of body_<id>, identity orientation."""
-    out = []
-    for p in people:
-        origin, rotation = body_frame(p.positions)
-        if not (np.all(np.isfinite(rotation)) and abs(np.linalg.det(rotation) - 1.0) < 1e-3):
-            continue  # a degenerate pose (hips and thorax together) has no body frame; its joints still publish
+    camera optical frame; <joint>_<id> per joint, child of body_<id>, identity orientation.
+    Body frames, quaternions and joint offsets are computed for all people at once."""
+    if not people:
+        return []
+    poses = np.stack([np.asarray(p.positions, np.float64) for p in people])          # (P,17,3)
+    with np.errstate(invalid="ignore"):
+        origins, rotations = body_frame(poses)                                        # (P,3), (P,3,3)
+        ok = np.isfinite(rotations).all(axis=(1, 2))
+        ok[ok] &= np.abs(np.linalg.det(rotations[ok]) - 1.0) < 1e-3
+    if not ok.any():
+        return []
+    # a degenerate pose (hips and thorax together) has no body frame and is left out
+    origins, rotations = origins[ok], rotations[ok]
+    quaternions = rotation_to_quaternion(rotations).tolist()
+    offsets = joint_offsets_in_body(poses[ok], origins, rotations).tolist()
+    out, identity = [], Quaternion(w=1.0)
+    camera = Header(stamp=header.stamp, frame_id=header.frame_id)
+    for p, origin, (qx, qy, qz, qw), joints in zip((p for p, good in zip(people, ok) if good), origins.tolist(),
+                                                   quaternions, offsets):
         body = body_frame_name(prefix, p.id)
-        out.append(_transform(header, header.frame_id, body, origin, rotation_to_quaternion(rotation)))
-        offsets = joint_offsets_in_body(p.positions, origin, rotation)
-        out.extend(_transform(header, body, f"{prefix}{name}_{p.id}", offset, (0.0, 0.0, 0.0, 1.0))
-                   for name, offset in zip(JOINT_NAMES, offsets))
+        out.append(_transform(camera, body, origin, Quaternion(x=qx, y=qy, z=qz, w=qw)))
+        parent = Header(stamp=header.stamp, frame_id=body)
+        out.extend(_transform(parent, f"{prefix}{name}_{p.id}", offset, identity)
+                   for name, offset in zip(JOINT_NAMES, joints))
     return out
 
 
@@ -170,6 +189,9 @@ def person_colour(person_id: str) -> ColorRGBA:
     hue = (zlib.crc32(person_id.encode()) * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
     return ColorRGBA(r=r, g=g, b=b, a=1.0)
+
+
+_BONE_ENDS = [j for bone in BONES for j in bone]
 
 
 def marker_array(header, people, lifetime_s: float, joint_radius: float = 0.05,
@@ -181,11 +203,11 @@ def marker_array(header, people, lifetime_s: float, joint_radius: float = 0.05,
     for p in people:
         colour = person_colour(p.id)
         joints = Marker(header=header, ns=f"person_{p.id}", id=0, type=Marker.SPHERE_LIST, action=Marker.ADD,
-                        lifetime=lifetime, color=colour, points=[_point(q) for q in p.positions])
+                        lifetime=lifetime, color=colour, points=_points(p.positions))
         joints.scale.x = joints.scale.y = joints.scale.z = joint_radius * 2
         bones = Marker(header=header, ns=f"person_{p.id}", id=1, type=Marker.LINE_LIST, action=Marker.ADD,
                        lifetime=lifetime, color=colour,
-                       points=[_point(p.positions[j]) for bone in BONES for j in bone])
+                       points=_points(np.asarray(p.positions)[_BONE_ENDS]))
         bones.scale.x = bone_width
         for m in (joints, bones):
             m.pose.orientation.w = 1.0
