@@ -273,11 +273,12 @@ class Lifter:
         """One streaming step for every id's newest frame -> (P,17,3) root-relative pose of the frame
         `lookahead` back (rows whose track is younger than that hold garbage the caller skips)."""
         k = self.config.lookahead
-        x, _ = view_on_axis(windows[:, -1])
+        x, R = view_on_axis(windows[:, -1])
         past, ages = self.tracks.cache(ids)
         pose, new_kv = self._run(x.astype(np.float32), past, ages, k)
         self.tracks.store_cache(ids, new_kv)
-        _, R = view_on_axis(windows[:, -1 - k])  # the answered frame's own view
+        if k:
+            _, R = view_on_axis(windows[:, -1 - k])  # the answered frame's own view
         return rotate_points_back(pose.astype(np.float64), R).astype(np.float32)
 
     def _lift_windows(self, windows: np.ndarray, k: int) -> np.ndarray:

@@ -83,6 +83,24 @@ def test_batched_windows_for_several_tracks():
     assert [tracks.num_real_frames(i) for i in "abc"] == [2, 2, 1]
 
 
+def test_cache_of_people_in_pool_order_is_read_in_place_and_equals_the_gathered_copy():
+    """The streaming cache of a steady scene (people in first-seen order) is handed to the step
+    without a copy; any other order gets a gathered copy with the same contents."""
+    tracks = TrackManager(num_frames=4, cache_shape=(2, 17, 3, 8))
+    ids = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    for n in range(5):
+        tracks.update(ids, np.zeros((3, 17, 3)), n / 30)
+        tracks.store_cache(ids, rng.normal(size=(3, 2, 17, 8)).astype(np.float32))
+    in_order, ages = tracks.cache(ids)
+    shuffled, ages_shuffled = tracks.cache(["c", "a", "b"])
+    assert np.shares_memory(in_order, tracks._cache) and not np.shares_memory(shuffled, tracks._cache)
+    np.testing.assert_array_equal(shuffled, in_order[[2, 0, 1]])
+    np.testing.assert_array_equal(ages_shuffled, ages[[2, 0, 1]])
+    some, _ = tracks.cache(["a", "c"])  # slots 0 and 2: not consecutive, gathered
+    np.testing.assert_array_equal(some, in_order[[0, 2]])
+
+
 def test_resets_on_backwards_stamp_and_long_gap_and_expiry():
     tracks = TrackManager(num_frames=4, timeout=1.0, max_gap=0.5)
     for t in range(4):
