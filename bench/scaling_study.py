@@ -100,13 +100,22 @@ def plot(rows: list[dict], path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in rows:
+    for n, r in enumerate(rows):
+        colour = f"C{n % 10}"
         total = float(r["gflop_per_step"]) * int(r["steps"]) / 1e3
         for ax, x in zip(axes, (total, float(r["cpu_minutes"]))):
-            ax.scatter(x, float(r["val_causal_mpjpe_mm"]), marker="o")
+            ax.scatter(x, float(r["val_causal_mpjpe_mm"]), marker="o", color=colour)
             ax.annotate(f"{r['label']} ({int(r['params']) / 1e3:.0f}k)", (x, float(r["val_causal_mpjpe_mm"])),
                         fontsize=8, xytext=(4, 4), textcoords="offset points")
-    axes[0].set_xlabel("training compute (TFLOP)")
+        # the run's own validations on the way (the 256-window val subset of posemoe-train, causal
+        # frame): how the score fell with compute, not only where it ended
+        log = Path(r["weights"]).parent / "log.csv"
+        if log.exists():
+            points = [(int(v["step"]) * float(r["gflop_per_step"]) / 1e3, float(v["val_last_mpjpe_mm"]))
+                      for v in csv.DictReader(log.open()) if v.get("val_last_mpjpe_mm")]
+            if points:
+                axes[0].plot(*zip(*points), ls="--", lw=1, color=colour, alpha=0.7)
+    axes[0].set_xlabel("training compute (TFLOP); dashed: the run's validations on the way")
     axes[1].set_xlabel("CPU-minutes (1 thread, shared machine)")
     for ax in axes:
         ax.set_ylabel("val causal MPJPE (mm)")
