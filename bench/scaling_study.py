@@ -14,13 +14,14 @@ smaller fraction of the matmul peak, so equal FLOPs are not equal minutes).
 After training, best.safetensors is evaluated on the val split (with extra_h36m17.npz when present) at
 --eval-stride: causal (no lookahead) and centre (the most lookahead the model offers) MPJPE, P-MPJPE.
 Rows are appended to OUT/results.csv (a model already there is skipped, so a stopped study goes on
-where it stopped); OUT/scaling.png plots val MPJPE against training compute and CPU time.
+where it stopped, and a model whose training finished is only evaluated); OUT/scaling.png plots val MPJPE against training compute and CPU time.
 Models: NAME[:key=value,...] (build_model overrides of preset s); LABEL=NAME[:...] names the run.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -79,8 +80,12 @@ def study_one(label: str, spec: str, args, done: set) -> dict | None:
     out = args.out / label
     data = args.data_dir
     extra = data / "extra_h36m17.npz"
-    train(cfg, data / "bandai_h36m17.npz", data / "cmu_h36m17.npz", out, progress=False,
-          extra=extra if extra.exists() else None)
+    state = out / "state.json"
+    if state.exists() and json.loads(state.read_text())["step"] >= steps:
+        print(f"{label}: trained already ({out}), evaluating")  # a study stopped during evaluation
+    else:
+        train(cfg, data / "bandai_h36m17.npz", data / "cmu_h36m17.npz", out, progress=False,
+              extra=extra if extra.exists() else None)
     weights = out / "best.safetensors"
     result = evaluate_clips(load_model(weights), val_clips(data), stride=args.eval_stride, progress=False)
     c, k = result["centre"], result["causal"]
