@@ -121,6 +121,7 @@ def plot(rows: list[dict], path: Path):
             if points:
                 axes[0].plot(*zip(*points), ls="--", lw=1, color=colour, alpha=0.7)
     axes[0].set_xlabel("training compute (TFLOP); dashed: the run's validations on the way")
+    axes[0].set_xscale("log")  # budgets of a study differ by factors
     axes[1].set_xlabel("CPU-minutes (1 thread, shared machine)")
     for ax in axes:
         ax.set_ylabel("val causal MPJPE (mm)")
