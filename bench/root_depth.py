@@ -5,7 +5,8 @@
 Windows of the held-out split under the evaluation protocol (docs/training.md: seeded synthetic
 cameras 1.5-8 m away and detector noise), twice: the mocap bodies as they are (CMU test subjects,
 statures 1.58-1.68 m) and with bone-length augmentation (statures 1.5-2.0 m, as in training).
-For each, the causal frame is lifted by the shipped model, scaled as the lifter scales it
+For each, the causal frame is lifted by the shipped model in the per-frame optical-axis view the
+node uses (`optical_axis.py`), scaled as the lifter scales it
 (`stature.scale_to_stature`) and placed by `root_translation.solve_root_translation`; the table
 gives the root position error (m) and the depth error as a fraction of the true depth, for each
 assumed height, for the model's own size (0) and for the person's true stature (oracle).
@@ -23,6 +24,7 @@ from posemoe_ros.data.splits import make_splits  # noqa: E402
 from posemoe_ros.data.windows import LiftingWindows  # noqa: E402
 from posemoe_ros.lifter import default_weights_path  # noqa: E402
 from posemoe_ros.models.weights import load_model  # noqa: E402
+from posemoe_ros.optical_axis import rotate_points_back, view_on_axis  # noqa: E402
 from posemoe_ros.root_translation import solve_root_translation  # noqa: E402
 from posemoe_ros.stature import bone_lengths, scale_to_stature, standing_height  # noqa: E402
 
@@ -40,11 +42,15 @@ def causal_frames(model, clips, augment: bool, stride: int, seed: int = 0):
             xs.append(item["input"])
             ys.append(item["target"][-1])
             roots.append(item["root"][-1])
-    x = torch.from_numpy(np.stack(xs))
+    x = np.stack(xs)
+    # as the lifter does: each frame in a view turned onto the person's optical axis (how the model
+    # was trained), the answered frame's 3D turned back into the camera frame with its own rotation
+    view, R = view_on_axis(x)
+    view = torch.from_numpy(view.astype(np.float32))
     with torch.inference_mode():
-        pred = torch.cat([model(x[i:i + 256])[:, -1] for i in range(0, len(x), 256)])
-    return x[:, -1].numpy().astype(np.float64), np.stack(ys).astype(np.float64), np.stack(roots).astype(np.float64), \
-        pred.numpy().astype(np.float64)
+        pred = torch.cat([model(view[i:i + 256])[:, -1] for i in range(0, len(view), 256)]).numpy()
+    pred = rotate_points_back(pred.astype(np.float64), R[:, -1])
+    return x[:, -1].astype(np.float64), np.stack(ys).astype(np.float64), np.stack(roots).astype(np.float64), pred
 
 
 def root_errors(pose_rel, x, root):
