@@ -102,6 +102,7 @@ def study_one(label: str, spec: str, args, done: set) -> dict | None:
 
 def plot(rows: list[dict], path: Path):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -122,6 +123,9 @@ def plot(rows: list[dict], path: Path):
                 axes[0].plot(*zip(*points), ls="--", lw=1, color=colour, alpha=0.7)
     axes[0].set_xlabel("training compute (TFLOP); dashed: the run's validations on the way")
     axes[0].set_xscale("log")  # budgets of a study differ by factors
+    axes[0].xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    axes[0].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[1].set_xlabel("CPU-minutes (1 thread, shared machine)")
     for ax in axes:
         ax.set_ylabel("val causal MPJPE (mm)")
