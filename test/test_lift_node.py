@@ -21,6 +21,7 @@ from posemoe_ros.data.procedural import generate_motion
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros.lift_node import LiftNode
 from posemoe_ros.skeleton import JOINT_NAMES
+from posemoe_ros.stature import bone_lengths, standing_height
 
 FRAME = "camera_optical_frame"
 K = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
@@ -109,7 +110,22 @@ def _stamp(i: int) -> int:
     return 1_700_000_000_000_000_000 + i * 1_000_000_000 // FPS
 
 
-def test_lifts_a_synthetic_person_to_metric_3d_with_tf_and_markers(harness):
+@pytest.fixture
+def walker_harness(ros_context):
+    """The node set up as an integrator would for the people it meets: body_height is this
+    walker's stature (1.78 m by stature.py's measure). With the default 1.70 m, the 4.5 % height
+    gap alone moves the root 0.18-0.29 m at 4-6.5 m (bench/root_depth.py measures that effect), so
+    a bound here would test the prior, not the lifting."""
+    stature = float(standing_height(bone_lengths(synthetic_person()[:1]))[0])
+    h = Harness(ros_context, input_reliability="reliable", diagnostics_period=0.2, warn_period=60.0,
+                body_height=round(stature, 2))
+    h.pub_info.publish(camera_info())
+    yield h
+    h.close()
+
+
+def test_lifts_a_synthetic_person_to_metric_3d_with_tf_and_markers(walker_harness):
+    harness = walker_harness
     truth = synthetic_person()
     uv = project(truth, K)
     spin_until(harness.executor, lambda: harness.node._camera is not None, 5.0)
@@ -128,9 +144,10 @@ def test_lifts_a_synthetic_person_to_metric_3d_with_tf_and_markers(harness):
         root = np.array([person.root_position.x, person.root_position.y, person.root_position.z])
         root_errors.append(np.linalg.norm(root - truth[i, 0]))
         errors.append(np.linalg.norm((pred - pred[0]) - (truth[i] - truth[i, 0]), axis=-1).mean())
-    # With the default body_height (1.70 m) for this 1.75 m walker 4-6.5 m away: the 3 % height
-    # gap alone moves the root ~0.2 m at 6.5 m (0.38 m with the model's own size, body_height 0).
+    # 4-6.5 m away, monocular: every frame within the issue's bound, and the median within the
+    # 0.15 m that issue 13 asks of a person of known stature
     assert max(root_errors) < ROOT_BOUND_M, f"root error up to {max(root_errors):.2f} m"
+    assert np.median(root_errors) < 0.15, f"median root error {np.median(root_errors):.2f} m"
     assert np.mean(errors[26:]) < MPJPE_BOUND_M, f"MPJPE {np.mean(errors[26:]) * 1000:.0f} mm"
 
     assert spin_until(harness.executor, lambda: harness.tf and harness.markers)
