@@ -14,7 +14,8 @@ smaller fraction of the matmul peak, so equal FLOPs are not equal minutes).
 After training, best.safetensors is evaluated on the val split (with extra_h36m17.npz when present) at
 --eval-stride: causal (no lookahead) and centre (the most lookahead the model offers) MPJPE, P-MPJPE.
 Rows are appended to OUT/results.csv (a model already there is skipped, so a stopped study goes on
-where it stopped, and a model whose training finished is only evaluated); OUT/scaling.png plots val MPJPE against training compute and CPU time.
+where it stopped, and a model whose training finished is only evaluated); OUT/scaling.png plots val
+MPJPE against training compute (with each run's validations on the way) and CPU time.
 Models: NAME[:key=value,...] (build_model overrides of preset s); LABEL=NAME[:...] names the run.
 """
 from __future__ import annotations

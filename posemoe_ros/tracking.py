@@ -229,7 +229,8 @@ class TrackManager:
     # ---- streaming cache ----------------------------------------------------------------------
     def cache(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The cached keys/values (P,A,J,W-1,2C) and their ages (P,W-1) of the frames before each
-        id's newest one (call after update). Age a = computed a frames ago; W marks an empty slot."""
+        id's newest one (call after update). Age a = computed a frames ago; W marks an empty slot.
+        The keys/values may be a view of the pool (consecutive slots): read them before store_cache."""
         slots = np.array([self._slots[i] for i in ids], np.int64)
         P = self._cache.shape[3]
         before = self._count[slots][:, None] - 1                                 # frames cached before the newest

@@ -98,10 +98,15 @@ class Harness:
         self.peer.destroy_node()
 
 
+def _started_harness(ros_context, **params) -> Harness:
+    h = Harness(ros_context, input_reliability="reliable", diagnostics_period=0.2, warn_period=60.0, **params)
+    h.pub_info.publish(camera_info())
+    return h
+
+
 @pytest.fixture
 def harness(ros_context):
-    h = Harness(ros_context, input_reliability="reliable", diagnostics_period=0.2, warn_period=60.0)
-    h.pub_info.publish(camera_info())
+    h = _started_harness(ros_context)
     yield h
     h.close()
 
@@ -117,9 +122,7 @@ def walker_harness(ros_context):
     gap alone moves the root 0.18-0.29 m at 4-6.5 m (bench/root_depth.py measures that effect), so
     a bound here would test the prior, not the lifting."""
     stature = float(standing_height(bone_lengths(synthetic_person()[:1]))[0])
-    h = Harness(ros_context, input_reliability="reliable", diagnostics_period=0.2, warn_period=60.0,
-                body_height=round(stature, 2))
-    h.pub_info.publish(camera_info())
+    h = _started_harness(ros_context, body_height=round(stature, 2))
     yield h
     h.close()
 
