@@ -13,9 +13,6 @@ from PIL import Image
 from conftest import REPO
 from posemoe_ros.camera import project
 from posemoe_ros.layouts import to_h36m
-from posemoe_ros.lifter import default_weights_path
-from posemoe_ros.models.export import cached_onnx
-from posemoe_ros.models.weights import load_model
 from posemoe_ros.ros.conversions import keypoints_from_msg
 from posemoe_ros.ros.mcap_io import read_messages, topic_types
 from posemoe_ros.ros.scenario_player import keypoints_msg
@@ -85,13 +82,6 @@ def _alive(pid: int) -> bool:
 
 
 def test_demo_runs_end_to_end_and_is_accurate(tmp_path):
-    # The suite's ONNX cache starts empty (conftest). On a node's first run with new weights it
-    # exports a fixed-batch graph per people count in a background thread (~2.5 s each, holding
-    # the GIL), and for those seconds frames are skipped (docs/demo.md). This test measures the
-    # steady demo, so the graphs for its 1-2 people are exported first, as any earlier run would.
-    model = load_model(default_weights_path())
-    for people in (1, 2):
-        cached_onnx(model, fixed_batch=people)
     out = tmp_path / "demo"
     env = dict(os.environ, PYTHONPATH=str(REPO), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     env.pop("ROS_DOMAIN_ID", None)  # the demo picks a random domain
