@@ -39,8 +39,9 @@ BACKENDS = ("onnxruntime", "torch")
 # onnxruntime with num_threads 0: one single-threaded session per core (at most 2), each lifting a
 # share of the people; faster than intra-op threads for these tiny ops (docs/performance.md).
 ORT_DEFAULT_PARALLEL = min(2, os.cpu_count() or 1)
-# The streaming step on onnxruntime: up to this many people per session run on graphs exported for
-# that exact batch, built in the background on first need (models/export.FixedBatchSessions).
+# The streaming step on onnxruntime: up to this many people per session run on sessions with the
+# batch axis fixed to their count (models/export.FixedBatchSessions): faster, and deterministic.
+# Sizes 1-4 are built with the engine (~0.2 s each), larger ones on first sight.
 FIXED_BATCHES = 16
 
 
@@ -172,7 +173,7 @@ class Lifter:
             # batch-parallel ones and two intra-op threads for 1-10 people (docs/performance.md).
             runner, default = (OnnxStep, 1) if self.streaming else (OnnxLifter, ORT_DEFAULT_PARALLEL)
             try:
-                extra = dict(model=self.model, fixed_batches=FIXED_BATCHES) if self.streaming else {}
+                extra = dict(fixed_batches=FIXED_BATCHES) if self.streaming else {}
                 run = runner(cached_onnx(self.model), batch_parallel=num_threads or default, **extra)
             except (ImportError, OSError, RuntimeError, ValueError) as exc:
                 if self._run is not None:
@@ -182,9 +183,7 @@ class Lifter:
         self.model.to(device, dtype)
         if num_threads > 0:
             torch.set_num_threads(num_threads)
-        old, self.device, self.dtype, self.backend, self._run = self._run, device, dtype, backend, run
-        if getattr(old, "fixed", None) is not None:
-            old.fixed.close()  # drop its queued fixed-batch builds
+        self.device, self.dtype, self.backend, self._run = device, dtype, backend, run
 
     @property
     def num_tracks(self) -> int:

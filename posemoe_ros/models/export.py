@@ -23,14 +23,13 @@ import torch.nn as nn
 from posemoe_ros.models.streaming import StreamingStep, empty_cache, is_streaming
 
 OPSET = 17
-# torch.onnx.export keeps global state: one export at a time per process (FixedBatchSessions
-# exports in a background thread while the node may rebuild its engine)
+# torch.onnx.export keeps global state: one export at a time per process (two lifters in one
+# process may build their engines at once)
 _EXPORT_LOCK = threading.Lock()
 
 
-def export_onnx(model: nn.Module, path, batch: int = 2, opset: int = OPSET, fixed_batch: bool = False) -> Path:
-    """Write model (eval mode) to ONNX (the step of a streaming model, see above); B is dynamic, or
-    with fixed_batch exactly `batch` (onnxruntime then folds the graph's shape arithmetic away)."""
+def export_onnx(model: nn.Module, path, batch: int = 2, opset: int = OPSET) -> Path:
+    """Write model (eval mode) to ONNX (the step of a streaming model, see above), B dynamic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config
@@ -46,7 +45,7 @@ def export_onnx(model: nn.Module, path, batch: int = 2, opset: int = OPSET, fixe
         module = model
         args = (torch.zeros(batch, cfg.num_frames, cfg.num_joints, getattr(cfg, "in_channels", 3)),)
         names, outputs = ["keypoints"], ["pose"]
-    dynamic = None if fixed_batch else {n: {0: "batch"} for n in names + outputs if n != "delay"}
+    dynamic = {n: {0: "batch"} for n in names + outputs if n != "delay"}
     try:
         with _EXPORT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python checks
@@ -86,20 +85,18 @@ def onnx_cache_dir() -> Path:
     return fallback
 
 
-def cached_onnx(model: nn.Module, cache_dir=None, opset: int = OPSET, fixed_batch: int | None = None) -> Path:
+def cached_onnx(model: nn.Module, cache_dir=None, opset: int = OPSET) -> Path:
     """Path of the model's ONNX export, exported on first use (written atomically: a reader never
-    sees a partial file, and concurrent exporters just replace one complete file by another).
-    fixed_batch: the export for exactly that batch (export_onnx's fixed_batch)."""
+    sees a partial file, and concurrent exporters just replace one complete file by another)."""
     cache_dir = Path(cache_dir) if cache_dir else onnx_cache_dir()
-    suffix = f"-b{fixed_batch}" if fixed_batch else ""
-    path = cache_dir / f"{type(model).__name__.lower()}-{model_fingerprint(model, opset)[:32]}{suffix}.onnx"
+    path = cache_dir / f"{type(model).__name__.lower()}-{model_fingerprint(model, opset)[:32]}.onnx"
     if path.is_file():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=path.stem, suffix=".part")
     os.close(fd)
     try:
-        export_onnx(model, tmp, batch=fixed_batch or 2, opset=opset, fixed_batch=bool(fixed_batch))
+        export_onnx(model, tmp, opset=opset)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -117,19 +114,25 @@ class OnnxLifter:
     """
 
     def __init__(self, path, intra_op_threads: int = 1, allow_spinning: bool = False, batch_parallel: int = 1):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        # By default idle pool threads sleep instead of spin-waiting: the node's own threads (DDS,
-        # executor) share the same few cores, and a spinning pool steals their time between frames.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-        self._new_session = lambda p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-        self.sessions = [self._new_session(path) for _ in range(max(1, batch_parallel))]
+        self._path, self._threads, self._spinning = path, intra_op_threads, allow_spinning
+        self.sessions = [self._new_session() for _ in range(max(1, batch_parallel))]
         self.session = self.sessions[0]
         self._pool = ThreadPoolExecutor(len(self.sessions) - 1) if len(self.sessions) > 1 else None
         self.input_name = self.session.get_inputs()[0].name
+
+    def _new_session(self, batch: int | None = None):
+        """A session of the graph; with `batch`, its dynamic batch axis fixed to that size."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        # By default idle pool threads sleep instead of spin-waiting: the node's own threads (DDS,
+        # executor) share the same few cores, and a spinning pool steals their time between frames.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
+        if batch is not None:
+            options.add_free_dimension_override_by_name("batch", batch)
+        return ort.InferenceSession(str(self._path), options, providers=["CPUExecutionProvider"])
 
     def _run(self, session, x: np.ndarray) -> np.ndarray:
         return session.run(None, {self.input_name: x})[0]
@@ -146,63 +149,48 @@ class OnnxLifter:
 
 
 class FixedBatchSessions:
-    """Sessions of a step exported for one fixed batch each (1 .. max_batch people), built one at a
-    time in a background thread the first time a batch is asked for; until a batch's session is
-    ready, get() returns None and the dynamic-batch session serves. With a fixed batch onnxruntime
-    folds the shape arithmetic (Shape, Gather, Unsqueeze, Concat chains) out of the graph: the step
-    is about 1.4x faster for 1-10 people (1.0-2.0x across runs, bench/step_profile.py). The exports
-    are cached on disk (cached_onnx), so after the first run a batch costs only its session (~0.3 s,
-    in the background).
-    Exports come from a private CPU float32 copy of the model, so the caller may move its own."""
+    """One session of the step per batch size 1 .. max_batch (people per session), each with the
+    graph's batch axis fixed (onnxruntime's free-dimension override): with every shape known,
+    onnxruntime folds the shape arithmetic (Shape, Gather, Unsqueeze, Concat chains) out of the
+    graph, and the step is faster (1.1-1.4x for 1-10 people, bench/step_profile.py).
 
-    def __init__(self, model: nn.Module, new_session, max_batch: int):
-        import copy
+    A session takes ~0.2 s to build: sizes 1 .. prebuild are built here, before the first frame;
+    any other size the first time it is asked for (that frame waits for it). A batch up to
+    max_batch always runs on its own fixed session, never on the dynamic one: the two graphs agree
+    only to ~1e-6, and a lift must not depend on which one happened to be ready. No background
+    builds either: they competed with the lifting for the cores and made frames late. Above
+    max_batch, or for a size whose build failed, get() is None and the dynamic session serves."""
+
+    def __init__(self, new_session, max_batch: int, prebuild: int = 4):
         self.max_batch, self._new_session = max_batch, new_session
-        self._model = copy.deepcopy(model).to("cpu", torch.float32).eval()
-        self._cache_dir = onnx_cache_dir()     # resolved now: the environment may change later
-        self._ready: dict[int, object] = {}
-        self._failed: dict[int, str] = {}
-        self._asked: dict[int, object] = {}   # batch -> Future
-        # one worker: a build is a few seconds of CPU the first time; at exit it finishes the one
-        # under way (bounded), and close() drops the rest
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="onnx_fixed_batch")
+        self._lock = threading.Lock()   # batch-parallel sessions may ask for a new size at once
+        self.failed: dict[int, str] = {}
+        self._sessions = {batch: new_session(batch) for batch in range(1, min(prebuild, max_batch) + 1)}
 
     def get(self, batch: int):
-        """The fixed-batch session for `batch` if ready, else None (and its build is queued)."""
-        session = self._ready.get(batch)
-        if session is None and 0 < batch <= self.max_batch and batch not in self._asked:
-            self._asked[batch] = self._worker.submit(self._build, batch)
-        return session
-
-    def _build(self, batch: int):
-        try:
-            self._ready[batch] = self._new_session(cached_onnx(self._model, self._cache_dir, fixed_batch=batch))
-        except Exception as exc:  # noqa: BLE001 - the dynamic session keeps serving this batch
-            self._failed[batch] = f"{type(exc).__name__}: {exc}"
-
-    def wait(self, batch: int, timeout: float | None = None) -> bool:
-        """Ask for `batch` and block until its build ended; True if its session is ready."""
-        self.get(batch)
-        future = self._asked.get(batch)
-        if future is not None:
-            future.result(timeout)
-        return batch in self._ready
-
-    def close(self):
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        """The session fixed to `batch` (built now if need be), or None: run the dynamic one."""
+        session = self._sessions.get(batch)
+        if session is not None or not 0 < batch <= self.max_batch:
+            return session
+        with self._lock:
+            if batch not in self._sessions and batch not in self.failed:
+                try:
+                    self._sessions[batch] = self._new_session(batch)
+                except Exception as exc:  # noqa: BLE001 - onnxruntime errors; the dynamic session serves
+                    self.failed[batch] = f"{type(exc).__name__}: {exc}"
+            return self._sessions.get(batch)
 
 
 class OnnxStep(OnnxLifter):
     """onnxruntime sessions of a streaming model's step: (x, past_kv, ages, delay) -> (pose, new_kv),
     numpy in and out, the batch (people) split over `batch_parallel` single-threaded sessions.
-    With `model` and fixed_batches > 0, batches of up to that many people run on fixed-batch
-    sessions once they are built (FixedBatchSessions); the two graphs agree to ~1e-6."""
+    With fixed_batches > 0, batches of up to that many people run on sessions fixed to their size
+    (FixedBatchSessions)."""
 
     def __init__(self, path, intra_op_threads: int = 1, allow_spinning: bool = False, batch_parallel: int = 1,
-                 model: nn.Module | None = None, fixed_batches: int = 0):
+                 fixed_batches: int = 0):
         super().__init__(path, intra_op_threads, allow_spinning, batch_parallel)
-        self.fixed = (FixedBatchSessions(model, self._new_session, fixed_batches)
-                      if model is not None and fixed_batches > 0 else None)
+        self.fixed = FixedBatchSessions(self._new_session, fixed_batches) if fixed_batches > 0 else None
 
     def _run_step(self, session, x, past, ages, delay):
         fixed = self.fixed.get(len(x)) if self.fixed is not None else None
