@@ -124,11 +124,11 @@ def test_lifter_torch_and_onnxruntime_steps_agree(tmp_path, monkeypatch):
 
 
 def test_fixed_batch_sessions_agree_with_the_model_and_answer_every_call_alike(tmp_path):
-    from posemoe_ros.models.export import OnnxStep, cached_onnx
+    from posemoe_ros.models.export import FixedBatchSessions, OnnxStep, cached_onnx
 
     model = model_with_weights("posemoe", seed=3)
     path = cached_onnx(model, tmp_path)
-    dynamic, step = OnnxStep(path), OnnxStep(path, fixed_batches=4)
+    dynamic, step = OnnxStep(path), OnnxStep(path, fixed_batches=4)   # sizes 1-4 built up front
     past, ages = empty_cache(model, 3)
     past.normal_()
     ages[:, :3] = torch.tensor([1, 2, 3])          # three frames cached, the rest empty
@@ -146,4 +146,8 @@ def test_fixed_batch_sessions_agree_with_the_model_and_answer_every_call_alike(t
         assert np.array_equal(pose, answers[0][0]) and np.array_equal(kv, answers[0][1])
     np.testing.assert_allclose(answers[0][0], dynamic(*args)[0], rtol=0, atol=1e-5)
     assert step.fixed.get(5) is None               # above fixed_batches: the dynamic graph serves
+    lazy = FixedBatchSessions(dynamic._new_session, max_batch=4, prebuild=1)
+    assert lazy.get(3) is not None and lazy.get(3) is lazy.get(3)   # built on first sight, then kept
+    feed = dict(zip(("keypoints", "past_kv", "ages", "delay"), args[:3] + (np.array(1, np.int64),)))
+    assert np.array_equal(lazy.get(3).run(None, feed)[0], answers[0][0])
     assert list(tmp_path.glob("*.onnx")) == [path]  # one export; fixed sessions reuse its file
