@@ -3,6 +3,7 @@ forward the node used to run every frame (a whole W-frame window per person, one
 
     python bench/streaming_latency.py                         # posemoe and entangled, preset s
     python bench/streaming_latency.py --models posemoe --people 1,5,10,30 --threads 1,2
+    python bench/streaming_latency.py --weights posemoe_ros/weights/posemoe_s.safetensors --device cuda
 
 Rows: model x path (step | window) x backend (torch | onnxruntime: intra-op threads, and the
 node's default "batch-parallel", one single-threaded session per thread each lifting a share of
@@ -11,6 +12,10 @@ inference mode; the step is fed a full cache (W-1 past frames), as a track in st
 MMACs per frame from torch.utils.flop_counter (MACs = FLOPs / 2; attention included): for the
 window path one window's MACs, since it computes a window per output frame. "% of peak": the
 row's GFLOP/s over the best 2048^3 fp32 matmul of this run at the same thread count.
+With --device cuda the rows are the node's CUDA path instead (lifter.Lifter._torch_step): numpy
+keypoints and cache copied to the GPU in fp16 (what the node runs) or fp32, one step, pose and
+cache copied back, so a row's time includes both transfers; "% of peak" is then against a
+4096^3 matmul on the GPU in the row's dtype.
 Writes a Markdown table to stdout and JSON to --out.
 """
 from __future__ import annotations
@@ -47,6 +52,38 @@ def full_cache(model, P: int):
     return past, ages
 
 
+def cuda_matmul_peak_gflops(dtype, n: int = 4096, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    torch.matmul(a, b)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.matmul(a, b)
+    torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def node_path_calls(model, P: int, device: str, dtype) -> dict:
+    """The node's torch path on `device` (lifter.Lifter._torch_step, and the full window it ran
+    before): numpy in, copied over in `dtype`, the result copied back to numpy (which waits for the
+    GPU, so a call's time is the whole frame's)."""
+    import copy
+    dev, m = torch.device(device), copy.deepcopy(model)
+    m.to(dev, dtype)
+    step, W = StreamingStep(m).eval(), model.config.num_frames
+    past, ages = full_cache(model, P)
+    pn, an = past.numpy(), ages.numpy()
+    x1 = np.random.default_rng(0).normal(size=(P, 17, 3)).astype(np.float32)
+    xw = np.random.default_rng(1).normal(size=(P, W, 17, 3)).astype(np.float32)
+    to = lambda a: torch.from_numpy(a).to(dev, dtype)  # noqa: E731
+
+    def run_step():
+        pose, kv = step(to(x1), to(pn), torch.from_numpy(an).to(dev), 0)
+        return pose.float().cpu().numpy(), kv.float().cpu().numpy()
+
+    return {"step": run_step, "window": lambda: m(to(xw)).float().cpu().numpy()}
+
+
 def flops(fn) -> float:
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=SDPA_CPU) as counter:
         fn()
@@ -81,11 +118,19 @@ def main():
     ap.add_argument("--backends", default="torch,onnxruntime")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--row-budget", type=float, default=2.0)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: the node's CUDA path in --dtypes instead of the CPU backends")
+    ap.add_argument("--dtypes", default="fp16,fp32", help="with --device cuda")
     ap.add_argument("--out", default=str(REPO / "out" / "bench"))
     args = ap.parse_args()
     split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     people, threads, backends = [int(p) for p in split(args.people)], [int(t) for t in split(args.threads)], split(args.backends)
-    peaks = {t: matmul_peak_gflops(t) for t in threads}
+    dtypes = {"fp16": torch.float16, "fp32": torch.float32}
+    if args.device == "cuda":
+        threads, backends = [1], []
+        peaks = {d: cuda_matmul_peak_gflops(dtypes[d]) for d in split(args.dtypes)}
+    else:
+        peaks = {t: matmul_peak_gflops(t) for t in threads}
 
     if args.weights:
         from posemoe_ros.models.weights import load_model
@@ -119,13 +164,17 @@ def main():
                         engines.append(("onnxruntime batch-parallel",
                                         lambda: OnnxStep(onnx["step"], batch_parallel=t),
                                         lambda: OnnxLifter(onnx["window"], batch_parallel=t)))
+                if args.device == "cuda":
+                    engines += [(f"torch cuda {d}", None, None) for d in peaks]
                 for backend, make_step, make_window in engines:
-                    run_step, run_window = make_step(), make_window()
+                    run_step, run_window = (make_step(), make_window()) if make_step else (None, None)
                     for P in people:
                         past, ages = full_cache(model, P)
                         x1 = torch.randn(P, 17, 3)
                         xw = torch.randn(P, W, 17, 3)
-                        if backend == "torch":
+                        if backend.startswith("torch cuda"):
+                            calls = node_path_calls(model, P, "cuda", dtypes[backend.split()[-1]])
+                        elif backend == "torch":
                             calls = {"step": lambda: run_step(x1, past, ages, torch.tensor(0)),
                                      "window": lambda: run_window(xw)}
                         else:
@@ -136,17 +185,22 @@ def main():
                                 times = time_forward(call, args.runs, args.row_budget)
                             med, p90 = statistics.median(times), float(np.percentile(times, 90))
                             gflops = 2 * macs[path] * P / med / 1e9
+                            peak = peaks[backend.split()[-1]] if args.device == "cuda" else peaks[t]
                             row = dict(model=label, path=path, backend=backend, threads=t, people=P,
                                        mmacs_per_frame=round(macs[path] / 1e6, 2), median_ms=round(1e3 * med, 3),
                                        p90_ms=round(1e3 * p90, 3), gflops=round(gflops, 2),
-                                       peak_fraction=round(gflops / peaks[t], 4), load1=round(os.getloadavg()[0], 2))
+                                       peak_fraction=round(gflops / peak, 4), load1=round(os.getloadavg()[0], 2))
                             rows.append(row)
                             print("| " + " | ".join(str(v) for v in (
                                 label, path, backend, t, P, row["mmacs_per_frame"], row["median_ms"], row["p90_ms"],
                                 row["gflops"], f"{100 * row['peak_fraction']:.1f}", row["load1"])) + " |", flush=True)
     machine = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch=torch.__version__,
+                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else None,
                    matmul_gflops={str(t): round(g, 1) for t, g in peaks.items()})
-    print("\nmatmul (fp32, 2048^3): " + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peaks.items()))
+    if args.device == "cuda":
+        print("\nmatmul (4096^3 on the GPU): " + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in peaks.items()))
+    else:
+        print("\nmatmul (fp32, 2048^3): " + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peaks.items()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "streaming_latency.json").write_text(json.dumps(dict(machine=machine, rows=rows), indent=1))

@@ -157,3 +157,24 @@ def test_eval_writes_json_markdown_and_plot(run_dir, data_dir, tmp_path):
                           "--stride", "16", "--no-progress"]) == 0
     test_result = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert 0 < test_result["num_clips"] < 16
+
+
+def test_time_budget_ends_the_run_with_its_schedule_decayed(data_dir, tmp_path):
+    """A wall-clock budget (a GPU lease) ends a run of any speed early, validated and saved, with its
+    LR decayed by time; the batches come from sampler worker processes, as on a GPU."""
+    from posemoe_ros.models.weights import model_metadata
+    cfg = train.load_config(TINY)
+    cfg.optim.steps, cfg.optim.val_every, cfg.optim.max_minutes = 1_000_000, 1_000_000, 0.1
+    cfg.data.sampler_workers, cfg.optim.num_threads = 2, 1
+    assert train.learning_rate(10, cfg.optim, 1.0) == cfg.optim.min_lr
+    assert train.learning_rate(10, cfg.optim, 0.5) < 0.6 * cfg.optim.lr
+    train.train(cfg, data_dir / "bandai_h36m17.npz", data_dir / "cmu_h36m17.npz", tmp_path, device="cpu",
+                progress=False)
+    step = json.loads((tmp_path / "state.json").read_text())["step"]
+    assert cfg.optim.warmup_steps < step < cfg.optim.steps
+    meta = model_metadata(tmp_path / "last.safetensors")
+    assert int(meta["step"]) == int(meta["total_steps"]) == step and float(meta["gpu_hours"]) == 0.0
+    rows = read_log(tmp_path)
+    assert rows[-1]["val_mpjpe_mm"] and float(rows[-1]["elapsed_s"]) >= 6.0
+    lrs = [float(r["lr"]) for r in rows if r["loss"]]
+    assert lrs[0] > 0.5 * cfg.optim.lr and lrs[-1] < 0.05 * cfg.optim.lr

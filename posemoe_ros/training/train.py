@@ -61,6 +61,9 @@ class DataSection:
     val_windows: int = 256                     # fixed, evenly spaced subset of the val windows
     bone_augment: bool = True
     num_workers: int = 1
+    # >0: training batches are synthesised in this many worker processes (a GPU outruns one core's
+    # ~0.4 ms per sequence); 0 = in the training process, one seeded stream per rank
+    sampler_workers: int = 0
 
 
 @dataclass
@@ -77,6 +80,9 @@ class OptimSection:
     val_every: int = 500
     log_every: int = 25
     num_threads: int = 0           # torch CPU threads per process; 0 = library default
+    # >0: a wall-clock budget. The cosine runs on max(step, time) progress and the run ends, validated
+    # and saved, when the budget is spent, so a leg fits a fixed lease (a GPU's) at any speed.
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -132,11 +138,12 @@ def data_paths(cfg: TrainConfig, anchors: list[Path]) -> tuple[Path, Path]:
 # -----------------------------------------------------------------------------
 # schedule, augmentation, validation
 
-def learning_rate(step: int, o: OptimSection) -> float:
-    """Linear warmup, then cosine decay to min_lr at o.steps."""
+def learning_rate(step: int, o: OptimSection, time_spent: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to min_lr at o.steps, or earlier when time_spent (the
+    fraction of o.max_minutes used) runs ahead of the steps."""
     if step < o.warmup_steps:
         return o.lr * (step + 1) / o.warmup_steps
-    progress = min(1.0, (step - o.warmup_steps) / max(1, o.steps - o.warmup_steps))
+    progress = min(1.0, max(time_spent, (step - o.warmup_steps) / max(1, o.steps - o.warmup_steps)))
     return o.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (o.lr - o.min_lr)
 
 
@@ -176,6 +183,25 @@ def validate(model, loader, device) -> dict[str, float]:
     return {"val_mpjpe_mm": 1000 * metrics.mpjpe(pred, target),
             "val_last_mpjpe_mm": 1000 * metrics.mpjpe(pred[:, -1], target[:, -1]),
             "val_p_mpjpe_mm": 1000 * metrics.p_mpjpe(pred[:, -1], target[:, -1])}
+
+
+class SampledBatches(torch.utils.data.IterableDataset):
+    """Endless training batches from a SequenceSampler in each DataLoader worker, each worker its
+    own seeded stream (the sampler's numpy arrays are shared with the forked workers)."""
+
+    def __init__(self, clips, length: int, batch_size: int, seed: int, **sampler_args):
+        super().__init__()
+        self.clips, self.length, self.batch_size, self.seed, self.sampler_args = clips, length, batch_size, seed, sampler_args
+
+    def __iter__(self):
+        from posemoe_ros.data.batch_synthesis import SequenceSampler
+        info = torch.utils.data.get_worker_info()
+        torch.set_num_threads(1)
+        sampler = SequenceSampler(self.clips, self.length, seed=self.seed + 7919 * (info.id if info else 0),
+                                  **self.sampler_args)
+        while True:
+            batch = sampler.sample(self.batch_size)
+            yield {k: torch.from_numpy(batch[k]) for k in ("input", "target")}
 
 
 def cpu_hours() -> float:
@@ -244,6 +270,17 @@ def plot_curves(csv_path: Path, png_path: Path):
 # -----------------------------------------------------------------------------
 # training
 
+def time_spent(t0: float, budget_s: float, ddp: bool) -> float:
+    """Fraction of the wall-clock budget used (0 without one); under DDP the ranks' largest, so all
+    of them stop at the same step."""
+    if budget_s <= 0:
+        return 0.0
+    spent = torch.tensor([(time.time() - t0) / budget_s])
+    if ddp:
+        dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+    return float(spent)
+
+
 def pick_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -281,7 +318,7 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
 
     torch.manual_seed(o.seed)                 # identical init on every rank (DDP also broadcasts it)
     model = build_model(cfg.model.name, cfg.model.preset, **cfg.model.overrides).to(dev)
-    history = {"total_steps": 0, "total_windows": 0, "cpu_hours": 0.0}    # behind the weights we start from
+    history = {"total_steps": 0, "total_windows": 0, "cpu_hours": 0.0, "gpu_hours": 0.0}  # behind the start weights
     if init is not None and not resume:
         from posemoe_ros.models.weights import load_model, model_metadata
         model.load_state_dict(load_model(init).state_dict())
@@ -294,14 +331,23 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
     splits = make_splits(bandai, cmu, extra_path=extra) if extra else make_splits(bandai, cmu)
     # a whole batch synthesised at once (flip and per-frame on-axis view included): ~10x faster than
     # per-window Python (bench/train_throughput.py); each DDP rank draws its own stream
-    train_sampler = SequenceSampler(splits["train"], length, seed=o.seed + 1000 * rank,
-                                    augment=cfg.data.bone_augment, flip_prob=o.flip_prob)
+    per_rank_batch = max(1, o.batch_size // world)
+    sampler_args = dict(augment=cfg.data.bone_augment, flip_prob=o.flip_prob)
+    if cfg.data.sampler_workers > 0:
+        feed = iter(DataLoader(SampledBatches(splits["train"], length, per_rank_batch, o.seed + 1000 * rank,
+                                              **sampler_args),
+                               batch_size=None, num_workers=cfg.data.sampler_workers, prefetch_factor=4,
+                               pin_memory=dev.type == "cuda", persistent_workers=True))
+        next_batch = lambda: next(feed)  # noqa: E731
+    else:
+        train_sampler = SequenceSampler(splits["train"], length, seed=o.seed + 1000 * rank, **sampler_args)
+        next_batch = lambda: {k: torch.from_numpy(v) for k, v in train_sampler.sample(per_rank_batch).items()  # noqa: E731
+                              if k in ("input", "target")}
     val_ds = LiftingWindows(splits["val"], length, stride=cfg.data.val_stride, seed=0,
                             augment=False, deterministic=True)
     n_val = min(cfg.data.val_windows, len(val_ds))
     val_ds = Subset(val_ds, np.linspace(0, len(val_ds) - 1, n_val).round().astype(int).tolist())
 
-    per_rank_batch = max(1, o.batch_size // world)
     gen = torch.Generator().manual_seed(o.seed + rank)
     val_loader = DataLoader(val_ds, batch_size=per_rank_batch, shuffle=False,
                             num_workers=cfg.data.num_workers, worker_init_fn=_seed_worker)
@@ -341,7 +387,9 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
     def checkpoint(name: str, val: dict):
         totals = {"total_steps": history["total_steps"] + step,
                   "total_windows": history["total_windows"] + step * o.batch_size,
-                  "cpu_hours": f"{history['cpu_hours'] + (cpu_hours() - cpu0) * world:.3f}"}
+                  "cpu_hours": f"{history['cpu_hours'] + (cpu_hours() - cpu0) * world:.3f}",
+                  # a GPU's hours are the wall time it was held, every rank's
+                  "gpu_hours": f"{history['gpu_hours'] + (world * (time.time() - t0) / 3600 if dev.type == 'cuda' else 0):.3f}"}
         save_weights(raw_model, out / f"{name}.safetensors",
                      extra_metadata={**meta, "step": str(step), **totals, **{k: f"{v:.3f}" for k, v in val.items()}})
 
@@ -350,14 +398,16 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
             csv.DictWriter(f, CSV_COLUMNS).writerow({**row, "step": step, "elapsed_s": f"{time.time() - t0:.1f}"})
 
     t0, sums, count = time.time(), {}, 0
+    budget_s = 60 * o.max_minutes
     bar = tqdm(total=end, initial=step, disable=not (master and progress), desc=cfg.model.name, dynamic_ncols=True)
     model.train()
     while step < end:
-        batch = train_sampler.sample(per_rank_batch)
-        lr = learning_rate(step, o)
+        batch = next_batch()
+        spent = time_spent(t0, budget_s, ddp)
+        lr = learning_rate(step, o, spent)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        x, y = (torch.from_numpy(batch[k]).to(dev, non_blocking=True) for k in ("input", "target"))
+        x, y = (batch[k].to(dev, non_blocking=True) for k in ("input", "target"))
         if streaming:  # one output delay per step, so every delay the last layer knows gets trained
             delay = int(torch.randint(0, max_delay + 1, (), generator=gen))
             pred, aux = model(x, delay=delay, return_aux=True)
@@ -375,7 +425,7 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
             sums[k] = sums.get(k, 0.0) + v
         count += 1
 
-        last = step == end
+        last = step == end or spent >= 1.0
         if master and (step % o.log_every == 0 or last):
             mean = {k: v / count for k, v in sums.items()}
             bar.set_postfix(loss=f"{mean['total']:.4f}", lr=f"{lr:.1e}")
@@ -395,6 +445,8 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
                 plot_curves(csv_path, out / "curves.png")
             if ddp:
                 dist.barrier()
+        if last:
+            break
     bar.close()
     if ddp:
         dist.destroy_process_group()
@@ -417,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="stop after this many steps (the LR schedule keeps the config's length)")
     ap.add_argument("--steps", type=int,
                     help="override optim.steps (the schedule's length), e.g. to extend a run with --resume")
+    ap.add_argument("--minutes", type=float,
+                    help="override optim.max_minutes: end the run, its schedule decayed, after this much wall time")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
@@ -427,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.data.data_dir = str(Path(args.data_dir).resolve())
     if args.steps:
         cfg.optim.steps = args.steps
+    if args.minutes is not None:
+        cfg.optim.max_minutes = args.minutes
     anchors = [cfg_path.parent]
     bandai, cmu = data_paths(cfg, anchors) if not (args.bandai and args.cmu) else (None, None)
     bandai = Path(args.bandai).resolve() if args.bandai else bandai
