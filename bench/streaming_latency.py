@@ -21,6 +21,7 @@ Writes a Markdown table to stdout and JSON to --out.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -63,25 +64,18 @@ def cuda_matmul_peak_gflops(dtype, n: int = 4096, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def node_path_calls(model, P: int, device: str, dtype) -> dict:
-    """The node's torch path on `device` (lifter.Lifter._torch_step, and the full window it ran
-    before): numpy in, copied over in `dtype`, the result copied back to numpy (which waits for the
-    GPU, so a call's time is the whole frame's)."""
-    import copy
-    dev, m = torch.device(device), copy.deepcopy(model)
-    m.to(dev, dtype)
-    step, W = StreamingStep(m).eval(), model.config.num_frames
-    past, ages = full_cache(model, P)
-    pn, an = past.numpy(), ages.numpy()
-    x1 = np.random.default_rng(0).normal(size=(P, 17, 3)).astype(np.float32)
-    xw = np.random.default_rng(1).normal(size=(P, W, 17, 3)).astype(np.float32)
-    to = lambda a: torch.from_numpy(a).to(dev, dtype)  # noqa: E731
+def node_path_calls(step, window, x1, xw, past, ages) -> dict:
+    """The node's torch path on the GPU (lifter.Lifter._torch_step, and the full window it ran
+    before) for models already there in their dtype: inputs copied over in that dtype, the result
+    copied back to numpy (which waits for the GPU, so a call's time is the whole frame's)."""
+    w = next(window.parameters())
+    to = lambda t: t.to(w.device, w.dtype)  # noqa: E731
 
     def run_step():
-        pose, kv = step(to(x1), to(pn), torch.from_numpy(an).to(dev), 0)
+        pose, kv = step(to(x1), to(past), ages.to(w.device), 0)
         return pose.float().cpu().numpy(), kv.float().cpu().numpy()
 
-    return {"step": run_step, "window": lambda: m(to(xw)).float().cpu().numpy()}
+    return {"step": run_step, "window": lambda: window(to(xw)).float().cpu().numpy()}
 
 
 def flops(fn) -> float:
@@ -164,16 +158,17 @@ def main():
                         engines.append(("onnxruntime batch-parallel",
                                         lambda: OnnxStep(onnx["step"], batch_parallel=t),
                                         lambda: OnnxLifter(onnx["window"], batch_parallel=t)))
-                if args.device == "cuda":
-                    engines += [(f"torch cuda {d}", None, None) for d in peaks]
+                for d in peaks if args.device == "cuda" else []:   # the model moved once per dtype
+                    on_gpu = copy.deepcopy(model).to("cuda", dtypes[d])
+                    engines.append((f"torch cuda {d}", lambda m=on_gpu: StreamingStep(m).eval(), lambda m=on_gpu: m))
                 for backend, make_step, make_window in engines:
-                    run_step, run_window = (make_step(), make_window()) if make_step else (None, None)
+                    run_step, run_window = make_step(), make_window()
                     for P in people:
                         past, ages = full_cache(model, P)
                         x1 = torch.randn(P, 17, 3)
                         xw = torch.randn(P, W, 17, 3)
                         if backend.startswith("torch cuda"):
-                            calls = node_path_calls(model, P, "cuda", dtypes[backend.split()[-1]])
+                            calls = node_path_calls(run_step, run_window, x1, xw, past, ages)
                         elif backend == "torch":
                             calls = {"step": lambda: run_step(x1, past, ages, torch.tensor(0)),
                                      "window": lambda: run_window(xw)}

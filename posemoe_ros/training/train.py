@@ -186,8 +186,8 @@ def validate(model, loader, device) -> dict[str, float]:
 
 
 class SampledBatches(torch.utils.data.IterableDataset):
-    """Endless training batches from a SequenceSampler in each DataLoader worker, each worker its
-    own seeded stream (the sampler's numpy arrays are shared with the forked workers)."""
+    """Endless training batches from a SequenceSampler: iterated in the training process, or in
+    each DataLoader worker with a stream of its own (worker k seeds seed + 7919 k)."""
 
     def __init__(self, clips, length: int, batch_size: int, seed: int, **sampler_args):
         super().__init__()
@@ -196,7 +196,6 @@ class SampledBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         from posemoe_ros.data.batch_synthesis import SequenceSampler
         info = torch.utils.data.get_worker_info()
-        torch.set_num_threads(1)
         sampler = SequenceSampler(self.clips, self.length, seed=self.seed + 7919 * (info.id if info else 0),
                                   **self.sampler_args)
         while True:
@@ -299,7 +298,6 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
           max_steps: int | None = None, device: str = "auto", progress: bool = True,
           init: Path | None = None, extra: Path | None = None) -> torch.nn.Module:
     """Train per cfg; under torchrun (WORLD_SIZE > 1) runs DDP. Returns the trained (unwrapped) model."""
-    from posemoe_ros.data.batch_synthesis import SequenceSampler
     from posemoe_ros.data.splits import make_splits
     from posemoe_ros.data.windows import LiftingWindows
     from posemoe_ros.models import build_model
@@ -332,17 +330,12 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
     # a whole batch synthesised at once (flip and per-frame on-axis view included): ~10x faster than
     # per-window Python (bench/train_throughput.py); each DDP rank draws its own stream
     per_rank_batch = max(1, o.batch_size // world)
-    sampler_args = dict(augment=cfg.data.bone_augment, flip_prob=o.flip_prob)
-    if cfg.data.sampler_workers > 0:
-        feed = iter(DataLoader(SampledBatches(splits["train"], length, per_rank_batch, o.seed + 1000 * rank,
-                                              **sampler_args),
-                               batch_size=None, num_workers=cfg.data.sampler_workers, prefetch_factor=4,
-                               pin_memory=dev.type == "cuda", persistent_workers=True))
-        next_batch = lambda: next(feed)  # noqa: E731
-    else:
-        train_sampler = SequenceSampler(splits["train"], length, seed=o.seed + 1000 * rank, **sampler_args)
-        next_batch = lambda: {k: torch.from_numpy(v) for k, v in train_sampler.sample(per_rank_batch).items()  # noqa: E731
-                              if k in ("input", "target")}
+    batches = SampledBatches(splits["train"], length, per_rank_batch, o.seed + 1000 * rank,
+                             augment=cfg.data.bone_augment, flip_prob=o.flip_prob)
+    if cfg.data.sampler_workers > 0:   # DataLoader workers run one thread each by default
+        batches = DataLoader(batches, batch_size=None, num_workers=cfg.data.sampler_workers, prefetch_factor=4,
+                             pin_memory=dev.type == "cuda", persistent_workers=True)
+    feed = iter(batches)
     val_ds = LiftingWindows(splits["val"], length, stride=cfg.data.val_stride, seed=0,
                             augment=False, deterministic=True)
     n_val = min(cfg.data.val_windows, len(val_ds))
@@ -402,7 +395,7 @@ def train(cfg: TrainConfig, bandai: Path, cmu: Path, out: Path, resume: bool = F
     bar = tqdm(total=end, initial=step, disable=not (master and progress), desc=cfg.model.name, dynamic_ncols=True)
     model.train()
     while step < end:
-        batch = next_batch()
+        batch = next(feed)
         spent = time_spent(t0, budget_s, ddp)
         lr = learning_rate(step, o, spent)
         for g in optimizer.param_groups:
