@@ -12,7 +12,7 @@ inference mode; the step is fed a full cache (W-1 past frames), as a track in st
 MMACs per frame from torch.utils.flop_counter (MACs = FLOPs / 2; attention included): for the
 window path one window's MACs, since it computes a window per output frame. "% of peak": the
 row's GFLOP/s over the best 2048^3 fp32 matmul of this run at the same thread count.
-With --device cuda the rows are the node's CUDA path instead (lifter.Lifter._torch_step): numpy
+With --device cuda the rows are the node's CUDA path instead (lifter.torch_step, as Lifter runs it): numpy
 keypoints and cache copied to the GPU in fp16 (what the node runs) or fp32, one step, pose and
 cache copied back, so a row's time includes both transfers; "% of peak" is then against a
 4096^3 matmul on the GPU in the row's dtype.
@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from model_complexity import SDPA_CPU  # noqa: E402
 from model_latency import matmul_peak_gflops, time_forward  # noqa: E402
 
+from posemoe_ros.lifter import torch_step, torch_window  # noqa: E402
 from posemoe_ros.models import build_model  # noqa: E402
 from posemoe_ros.models.export import OnnxLifter, OnnxStep, export_onnx  # noqa: E402
 from posemoe_ros.models.streaming import StreamingStep, empty_cache  # noqa: E402
@@ -65,17 +66,13 @@ def cuda_matmul_peak_gflops(dtype, n: int = 4096, reps: int = 10) -> float:
 
 
 def node_path_calls(step, window, x1, xw, past, ages) -> dict:
-    """The node's torch path on the GPU (lifter.Lifter._torch_step, and the full window it ran
-    before) for models already there in their dtype: inputs copied over in that dtype, the result
-    copied back to numpy (which waits for the GPU, so a call's time is the whole frame's)."""
+    """The node's torch engine (lifter.torch_step, and torch_window for the full window it ran
+    before) for models already on the GPU in their dtype: numpy in, copied over in that dtype, the
+    result copied back to numpy (which waits for the GPU, so a call's time is the whole frame's)."""
     w = next(window.parameters())
-    to = lambda t: t.to(w.device, w.dtype)  # noqa: E731
-
-    def run_step():
-        pose, kv = step(to(x1), to(past), ages.to(w.device), 0)
-        return pose.float().cpu().numpy(), kv.float().cpu().numpy()
-
-    return {"step": run_step, "window": lambda: window(to(xw)).float().cpu().numpy()}
+    x1, xw, past, ages = x1.numpy(), xw.numpy(), past.numpy(), ages.numpy()
+    return {"step": lambda: torch_step(step, x1, past, ages, 0, w.device, w.dtype),
+            "window": lambda: torch_window(window, xw, w.device, w.dtype)}
 
 
 def flops(fn) -> float:

@@ -301,13 +301,26 @@ class Lifter:
             uv = np.where(far[..., None], np.nan, uv)
         return uv, conf
 
-    @torch.inference_mode()
     def _torch_forward(self, windows: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(windows).to(self.device, self.dtype)
-        return self.model(x).float().cpu().numpy()
+        return torch_window(self.model, windows, self.device, self.dtype)
 
-    @torch.inference_mode()
     def _torch_step(self, x: np.ndarray, past: np.ndarray, ages: np.ndarray, k: int):
-        to = lambda a: torch.from_numpy(a).to(self.device, self.dtype)  # noqa: E731
-        pose, new_kv = StreamingStep(self.model)(to(x), to(past), torch.from_numpy(ages).to(self.device), k)
-        return pose.float().cpu().numpy(), new_kv.float().cpu().numpy()
+        return torch_step(StreamingStep(self.model), x, past, ages, k, self.device, self.dtype)
+
+
+# The torch engine as plain functions, so bench/streaming_latency.py times the node's own code on
+# CUDA in either dtype. Numpy in, float32 numpy out: the copy back waits for the GPU, so a call's
+# time is the whole frame's.
+@torch.inference_mode()
+def torch_window(model: torch.nn.Module, windows: np.ndarray, device: torch.device, dtype: torch.dtype) -> np.ndarray:
+    """A full-window model over (P,T,17,3) windows -> (P,T,17,3) root-relative poses."""
+    return model(torch.from_numpy(windows).to(device, dtype)).float().cpu().numpy()
+
+
+@torch.inference_mode()
+def torch_step(step: StreamingStep, x: np.ndarray, past: np.ndarray, ages: np.ndarray, k: int,
+               device: torch.device, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """One streaming step: x (P,17,3) newest frames, past/ages the tracks' caches -> (pose, new cache)."""
+    to = lambda a: torch.from_numpy(a).to(device, dtype)  # noqa: E731
+    pose, new_kv = step(to(x), to(past), torch.from_numpy(ages).to(device), k)
+    return pose.float().cpu().numpy(), new_kv.float().cpu().numpy()
