@@ -15,7 +15,7 @@ test: setup
 # The whole system on a virtual camera, recorded and measured (docs/demo.md); results in out/demo/.
 # Options: make demo DEMO_ARGS="--duration 60 --people 5"
 demo: setup
-	$(ROS_ENV) .venv/bin/python -m posemoe_ros.ros.demo $(DEMO_ARGS)
+	$(ROS_ENV) .venv/bin/python -m posemoe_ros.ros.tools.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf build .venv

@@ -16,6 +16,6 @@ setup(
     entry_points={"console_scripts": [
         "posemoe-train = posemoe_ros.training.train:main",
         "posemoe-eval = posemoe_ros.training.evaluate:main",
-        "posemoe-lift = posemoe_ros.ros.lift_cli:main",
+        "posemoe-lift = posemoe_ros.ros.tools.lift_cli:main",
     ]},
 )

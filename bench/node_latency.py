@@ -5,7 +5,7 @@
 
 The node runs as its own process (`scripts/lift_node` with config/lift.yaml and `-p backend:=...`),
 so its CPU use and resident memory are its own. This process plays the scenario of
-posemoe_ros/scenario.py (coco17 keypoints with the documented detector noise, a CameraInfo with
+posemoe_ros/tools/scenario.py (coco17 keypoints with the documented detector noise, a CameraInfo with
 every frame) at a fixed rate, with a sensor-data (best-effort) publisher like a detector's. Each
 keypoint message is stamped with the wall clock just before it is published; the node's output
 carries the same stamp (lookahead 0), so latency = wall clock when the 3D message arrives here -
@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.lift_node_peer import LiftNodePeer, parameter_args, start_lift_node  # noqa: E402
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray  # noqa: E402
-from posemoe_ros.scenario import Scenario, ScenarioConfig  # noqa: E402
+from posemoe_ros.tools.scenario import Scenario, ScenarioConfig  # noqa: E402
 
 FRAME = "camera_optical_frame"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from posemoe_ros.camera import project  # noqa: E402
+from posemoe_ros.geometry.camera import project  # noqa: E402
 from posemoe_ros.data.procedural import generate_motion  # noqa: E402
-from posemoe_ros.ros import lift_cli  # noqa: E402
+from posemoe_ros.ros.tools import lift_cli  # noqa: E402
 from posemoe_ros.skeleton import JOINT_INDEX as J  # noqa: E402
 
 K = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
@@ -60,7 +60,7 @@ def write_bag(path: Path, uv: np.ndarray):
     from sensor_msgs.msg import CameraInfo
 
     from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray
-    from posemoe_ros.ros.mcap_io import McapWriter
+    from posemoe_ros.ros.tools.mcap_io import McapWriter
 
     info = CameraInfo(width=640, height=480, distortion_model="plumb_bob", d=[0.0] * 5, k=K.ravel().tolist())
     with McapWriter(path) as writer:

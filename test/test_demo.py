@@ -11,12 +11,12 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO
-from posemoe_ros.camera import project
-from posemoe_ros.layouts import to_h36m
+from posemoe_ros.geometry.camera import project
+from posemoe_ros.pipeline.layouts import to_h36m
 from posemoe_ros.ros.conversions import keypoints_from_msg
-from posemoe_ros.ros.mcap_io import read_messages, topic_types
-from posemoe_ros.ros.scenario_player import keypoints_msg
-from posemoe_ros.scenario import Scenario, ScenarioConfig
+from posemoe_ros.ros.tools.mcap_io import read_messages, topic_types
+from posemoe_ros.ros.tools.scenario_player import keypoints_msg
+from posemoe_ros.tools.scenario import Scenario, ScenarioConfig
 from posemoe_ros.skeleton import JOINT_INDEX
 from std_msgs.msg import Header
 from test_lift_node import MPJPE_BOUND_M

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from posemoe_ros.layouts import HEAD_RAISE, LAYOUTS, LayoutError, to_h36m
+from posemoe_ros.pipeline.layouts import HEAD_RAISE, LAYOUTS, LayoutError, to_h36m
 from posemoe_ros.skeleton import JOINT_INDEX as J, JOINT_NAMES
 
 # Layout orders written out independently of the module under test (detector documentation).

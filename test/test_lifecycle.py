@@ -13,7 +13,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 
 from conftest import next_domain_id, spin_until
-from posemoe_ros.camera import project
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.msg import Skeleton3DArray
 from test_lift_node import FPS, K, Harness, camera_info, keypoint_msg, synthetic_person
 

@@ -16,12 +16,12 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from conftest import spin_until
-from posemoe_ros.camera import project
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros.lift_node import LiftNode
 from posemoe_ros.skeleton import JOINT_NAMES
-from posemoe_ros.stature import bone_lengths, standing_height
+from posemoe_ros.geometry.stature import bone_lengths, standing_height
 
 FRAME = "camera_optical_frame"
 K = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])
@@ -249,7 +249,7 @@ def test_a_destroyed_node_is_gone_at_once_and_its_successor_logs_to_rosout(ros_c
 def torso_depth_image(joints_cam: np.ndarray) -> np.ndarray:
     """A 16UC1 depth image (mm) of what a depth camera sees of the torso: its front surface,
     TORSO_DEPTH_OFFSET in front of the joints, as 9x9 patches; 0 (no return) elsewhere."""
-    from posemoe_ros.root_translation import TORSO_DEPTH_OFFSET, TORSO_JOINTS
+    from posemoe_ros.geometry.root_translation import TORSO_DEPTH_OFFSET, TORSO_JOINTS
     depth = np.zeros((480, 640), np.uint16)
     for j in TORSO_JOINTS:
         u, v = np.rint(project(joints_cam[j], K)).astype(int)

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo
 
 import rclpy
 from conftest import REPO, spin_until
-from posemoe_ros.camera import project
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros.lift_node import PARAMETERS, LiftNode
 from test_lift_node import K, Harness, camera_info, keypoint_msg, synthetic_person

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
-from posemoe_ros.camera import project
-from posemoe_ros.lifter import Lifter, LifterConfig
+from posemoe_ros.geometry.camera import project
+from posemoe_ros.pipeline.lifter import Lifter, LifterConfig
 from posemoe_ros.models.export import OnnxStep, cached_onnx, onnx_cache_dir
 from posemoe_ros.models.streaming import empty_cache
 from posemoe_ros.ros.latest_inputs import LatestInputs
-from posemoe_ros.tracking import TrackManager
+from posemoe_ros.pipeline.tracking import TrackManager
 
 from test_lift_node import K, keypoint_msg, synthetic_person
 

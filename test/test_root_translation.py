@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from posemoe_ros.body_frames import body_frame, joint_offsets_in_body, rotation_to_quaternion
-from posemoe_ros.root_translation import (TORSO_DEPTH_OFFSET, TZ_RANGE, depth_to_metres, robust_torso_depth,
+from posemoe_ros.geometry.body_frames import body_frame, joint_offsets_in_body, rotation_to_quaternion
+from posemoe_ros.geometry.root_translation import (TORSO_DEPTH_OFFSET, TZ_RANGE, depth_to_metres, robust_torso_depth,
                                           solve_root_translation)
 from posemoe_ros.skeleton import JOINT_INDEX as J, JOINT_NAMES
 

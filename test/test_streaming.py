@@ -10,7 +10,7 @@ import torch
 
 from posemoe_ros.models import build_model
 from posemoe_ros.models.streaming import StreamingStep, cache_shape, empty_cache, stream
-from posemoe_ros.tracking import TrackManager
+from posemoe_ros.pipeline.tracking import TrackManager
 
 W = 6  # a short window, so the sequences below run well past it
 
@@ -98,8 +98,8 @@ def test_track_pool_cache_with_people_joining_leaving_gaps_and_a_reset(name):
 
 
 def test_lifter_torch_and_onnxruntime_steps_agree(tmp_path, monkeypatch):
-    from posemoe_ros.lifter import Lifter, LifterConfig
-    from posemoe_ros.scenario import Scenario, ScenarioConfig
+    from posemoe_ros.pipeline.lifter import Lifter, LifterConfig
+    from posemoe_ros.tools.scenario import Scenario, ScenarioConfig
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model = model_with_weights("posemoe", seed=5)

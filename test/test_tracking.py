@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from posemoe_ros.tracking import TrackAssigner, TrackManager
+from posemoe_ros.pipeline.tracking import TrackAssigner, TrackManager
 
 BASE = np.random.default_rng(0).normal(0, 40, (17, 2))  # a person-shaped cloud of joints, pixels
 

@@ -22,9 +22,9 @@ from conftest import REPO, next_domain_id, spin_until
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros.conversions import InputError, keypoints_from_msg, stamp_msg
 from posemoe_ros.ros.lift_node import LiftNode
-from posemoe_ros.ros.scenario_player import ScenarioPlayer, camera_info_msg, detections_msg, keypoints_msg
+from posemoe_ros.ros.tools.scenario_player import ScenarioPlayer, camera_info_msg, detections_msg, keypoints_msg
 from posemoe_ros.ros.yolo_input import skeletons_from_detections
-from posemoe_ros.scenario import Scenario, ScenarioConfig
+from posemoe_ros.tools.scenario import Scenario, ScenarioConfig
 
 yolo_msgs = pytest.importorskip("yolo_msgs.msg")
 from yolo_msgs.msg import Detection, DetectionArray, KeyPoint2D  # noqa: E402
@@ -220,7 +220,7 @@ def test_yolo_input_without_yolo_msgs_stops_at_start_up_with_one_line_saying_wha
 def test_yolo_input_pairs_with_depth_of_the_camera_info_size(ros_context):
     """yolo detections carry no image size: the aligned depth image must have CameraInfo's."""
     from sensor_msgs.msg import Image
-    from posemoe_ros.camera import project
+    from posemoe_ros.geometry.camera import project
     from posemoe_ros.msg import Skeleton3D
     from posemoe_ros.ros.fallbacks import numpy_to_image
     from test_fuzz import COCO_FACE_OFFSET, COCO_FROM_H36M, _yolo_msg

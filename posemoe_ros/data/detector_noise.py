@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from posemoe_ros.stature import bone_lengths, standing_height
+from posemoe_ros.geometry.stature import bone_lengths, standing_height
 from posemoe_ros.skeleton import JOINT_INDEX as J, NUM_JOINTS
 
 # Jitter multiplier per joint (H36M order): extremities are detected worse than the torso.

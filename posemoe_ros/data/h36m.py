@@ -9,7 +9,7 @@ only load files you made or trust (a pickle can run code). Our own data files ne
 """
 import numpy as np
 
-from posemoe_ros.camera import intrinsics_matrix
+from posemoe_ros.geometry.camera import intrinsics_matrix
 from posemoe_ros.data.mocap import Clip
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posemoe_ros.camera import intrinsics_matrix, world_to_camera
+from posemoe_ros.geometry.camera import intrinsics_matrix, world_to_camera
 
 
 @dataclass

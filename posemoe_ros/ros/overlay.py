@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from posemoe_ros.camera import project
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.ros.fallbacks import image_to_numpy, numpy_to_image
 from posemoe_ros.skeleton import BONES
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from posemoe_ros import metrics
 from posemoe_ros.models.streaming import is_streaming
-from posemoe_ros.optical_axis import rotate_points, view_on_axis
+from posemoe_ros.geometry.optical_axis import rotate_points, view_on_axis
 from posemoe_ros.training.losses import LossWeights, lifting_loss
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import PillowWriter  # noqa: E402
 
-from posemoe_ros.camera import project  # noqa: E402
+from posemoe_ros.geometry.camera import project  # noqa: E402
 from posemoe_ros.skeleton import BONES, LEFT, RIGHT  # noqa: E402
 
 TRUTH_COLOUR = "0.55"

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posemoe_ros.camera import normalized_to_pixels, pixels_to_normalized
-from posemoe_ros.layouts import to_h36m
+from posemoe_ros.geometry.camera import normalized_to_pixels, pixels_to_normalized
+from posemoe_ros.pipeline.layouts import to_h36m
 from posemoe_ros.models.export import OnnxLifter, OnnxStep, cached_onnx
 from posemoe_ros.models.streaming import StreamingStep, cache_shape, is_streaming
 from posemoe_ros.models.weights import load_model
-from posemoe_ros.optical_axis import rotate_points_back, view_on_axis
-from posemoe_ros.root_translation import robust_torso_depth, solve_root_translation
-from posemoe_ros.stature import body_height_error, scale_to_stature
-from posemoe_ros.tracking import TrackAssigner, TrackManager
+from posemoe_ros.geometry.optical_axis import rotate_points_back, view_on_axis
+from posemoe_ros.geometry.root_translation import robust_torso_depth, solve_root_translation
+from posemoe_ros.geometry.stature import body_height_error, scale_to_stature
+from posemoe_ros.pipeline.tracking import TrackAssigner, TrackManager
 
 DEFAULT_WEIGHTS = "posemoe_s.safetensors"
 MIN_CONFIDENT_JOINTS = 4  # fewer cannot pin down a root translation
@@ -58,7 +58,7 @@ class LifterConfig:
     lookahead: int = 0  # 0 = causal; k lifts the frame k steps before the newest
     min_confidence: float = 0.3
     # Stature (m) each skeleton is scaled to before its root is solved; 0 keeps the model's own size.
-    # Monocular depth scales with it (posemoe_ros/stature.py): set it to the people the robot meets.
+    # Monocular depth scales with it (posemoe_ros/geometry/stature.py): set it to the people the robot meets.
     body_height: float = 1.70
     track_timeout: float = 1.0  # s
     max_gap: float = 0.5  # s
@@ -265,7 +265,7 @@ class Lifter:
                   for n, r in enumerate(rows) if solved[n]]
         return LiftedFrame(target_ns, people, k, warnings)
 
-    # Both paths lift in a view turned onto each frame's person (posemoe_ros/optical_axis.py), as the
+    # Both paths lift in a view turned onto each frame's person (posemoe_ros/geometry/optical_axis.py), as the
     # models were trained: an off-axis person is otherwise seen sheared, and comes out shrunk and too
     # close. The 3D of the answered frame is turned back with that frame's own rotation.
     def _step_all(self, ids: list[str], windows: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from posemoe_ros.lifter import Lifter, LifterConfig, ModelLoadError
-from posemoe_ros.offline import (KeypointSequence, LiftResult, OfflineError, camera_from_values, lift_frames,
+from posemoe_ros.pipeline.lifter import Lifter, LifterConfig, ModelLoadError
+from posemoe_ros.tools.offline import (KeypointSequence, LiftResult, OfflineError, camera_from_values, lift_frames,
                                  read_keypoints, write_json, write_npz)
 
 
@@ -69,7 +69,7 @@ def _read(args) -> KeypointSequence:
         return read_keypoints(path, args.layout, args.fps)
     if not path.is_file():
         raise OfflineError(f"input not found: {path}")
-    from posemoe_ros.ros.offline_bag import read_bag
+    from posemoe_ros.ros.tools.offline_bag import read_bag
 
     return read_bag(path, args.keypoints_topic, args.camera_info_topic, need_camera_info=args.fx is None)
 
@@ -122,7 +122,7 @@ def run(args) -> LiftResult:
 
 def _bag_writer(path: str, frame_id: str, quiet: bool):
     try:
-        from posemoe_ros.ros.offline_bag import SkeletonBagWriter
+        from posemoe_ros.ros.tools.offline_bag import SkeletonBagWriter
     except ImportError as exc:  # a ROS-free install: keypoint files still lift
         if not quiet:
             print(f"posemoe-lift: no MCAP output, the ROS 2 message packages are missing ({exc})", file=sys.stderr)
@@ -135,7 +135,7 @@ def _render(path: str, result: LiftResult, K: np.ndarray, size, fps: float, args
         print("posemoe-lift: no GIF, nobody was lifted", file=sys.stderr)
         return False
     try:
-        from posemoe_ros.render import scene_gif
+        from posemoe_ros.tools.render import scene_gif
     except ImportError as exc:
         print(f"posemoe-lift: no GIF, the renderer is unavailable ({exc})", file=sys.stderr)
         return False

@@ -33,10 +33,10 @@ from visualization_msgs.msg import MarkerArray
 
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros.conversions import stamp_ns
-from posemoe_ros.ros.mcap_io import McapWriter
-from posemoe_ros.ros.scenario_player import ScenarioPlayer
+from posemoe_ros.ros.tools.mcap_io import McapWriter
+from posemoe_ros.ros.tools.scenario_player import ScenarioPlayer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NODE_NAME = "posemoe_lift"
 # Every topic of the demo, recorded as `ros2 bag record -a` would.
 TOPICS = {"keypoints_2d": Skeleton2DArray, "camera_info": CameraInfo, "skeletons_3d": Skeleton3DArray,
@@ -241,7 +241,7 @@ def format_summary(s: dict) -> str:
 # ---- pictures ------------------------------------------------------------------------------------
 def write_pictures(out: Path, player: ScenarioPlayer, rows, latencies: np.ndarray, gif_frames: int,
                    panels: int = 8) -> list[Path]:
-    from posemoe_ros import render
+    from posemoe_ros.tools import render
 
     scenario = player.scenario
     F = len(player.stamps)

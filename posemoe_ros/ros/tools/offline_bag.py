@@ -8,11 +8,11 @@ import numpy as np
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
-from posemoe_ros.lifter import LiftedFrame
-from posemoe_ros.offline import DEFAULT_FPS, DEFAULT_FRAME_ID, KeypointFrame, KeypointSequence, OfflineError
+from posemoe_ros.pipeline.lifter import LiftedFrame
+from posemoe_ros.tools.offline import DEFAULT_FPS, DEFAULT_FRAME_ID, KeypointFrame, KeypointSequence, OfflineError
 from posemoe_ros.ros import conversions
 from posemoe_ros.ros.conversions import InputError
-from posemoe_ros.ros.mcap_io import BagError, McapWriter, read_messages, topic_types
+from posemoe_ros.ros.tools.mcap_io import BagError, McapWriter, read_messages, topic_types
 
 KEYPOINTS_TYPE = "posemoe_ros/msg/Skeleton2DArray"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"

@@ -3,7 +3,7 @@
 The loop feeds every frame to `Lifter.process` in order, exactly as the node does with each
 keypoint message, so a file gives the 3D the node would publish for the same input. Readers
 accept COCO-style keypoint JSON (as detectors and trackers write it) and npz; the accepted
-formats are documented in docs/offline.md. Bags (MCAP) are read in ros/offline_bag.py.
+formats are documented in docs/offline.md. Bags (MCAP) are read in ros/tools/offline_bag.py.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from posemoe_ros.camera import intrinsics_matrix
-from posemoe_ros.layouts import LAYOUTS
-from posemoe_ros.lifter import LiftedFrame, Lifter
+from posemoe_ros.geometry.camera import intrinsics_matrix
+from posemoe_ros.pipeline.layouts import LAYOUTS
+from posemoe_ros.pipeline.lifter import LiftedFrame, Lifter
 from posemoe_ros.skeleton import JOINT_NAMES, NUM_JOINTS
 
 DEFAULT_FPS = 30.0

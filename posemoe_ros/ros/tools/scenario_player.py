@@ -1,4 +1,4 @@
-"""A virtual camera and detector for the demo: plays posemoe_ros.scenario.Scenario as ROS topics.
+"""A virtual camera and detector for the demo: plays posemoe_ros.tools.scenario.Scenario as ROS topics.
 
 Publishes, at `rate` Hz from a timer: camera_info (sensor_msgs/CameraInfo), keypoints_2d
 (posemoe_ros/Skeleton2DArray, coco17, with the documented detector noise) and the true 3D joints
@@ -29,7 +29,7 @@ from std_msgs.msg import Header
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3D, Skeleton3DArray
 from posemoe_ros.ros import shutdown
 from posemoe_ros.ros.conversions import stamp_msg
-from posemoe_ros.scenario import Scenario, ScenarioConfig, ScenarioFrame
+from posemoe_ros.tools.scenario import Scenario, ScenarioConfig, ScenarioFrame
 from posemoe_ros.skeleton import JOINT_NAMES
 
 # name: (default, description, (min, max) or None)

@@ -1,0 +1,1 @@
+"""The per-frame path without ROS: detector layouts -> tracks and their windows -> Lifter."""
