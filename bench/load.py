@@ -35,8 +35,8 @@ from sensor_msgs.msg import CameraInfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.lift_node_peer import NS, LiftNodePeer, parameter_args, start_lift_node  # noqa: E402
-from posemoe_ros.geometry.camera import project  # noqa: E402
 from posemoe_ros.data.procedural import generate_motion  # noqa: E402
+from posemoe_ros.geometry.camera import project  # noqa: E402
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray  # noqa: E402
 
 FRAME = "camera_optical_frame"

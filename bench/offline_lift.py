@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from posemoe_ros.geometry.camera import project  # noqa: E402
 from posemoe_ros.data.procedural import generate_motion  # noqa: E402
+from posemoe_ros.geometry.camera import project  # noqa: E402
 from posemoe_ros.ros.tools import lift_cli  # noqa: E402
 from posemoe_ros.skeleton import JOINT_INDEX as J  # noqa: E402
 

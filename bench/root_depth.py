@@ -22,11 +22,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from posemoe_ros.data.splits import make_splits  # noqa: E402
 from posemoe_ros.data.windows import LiftingWindows  # noqa: E402
-from posemoe_ros.pipeline.lifter import default_weights_path  # noqa: E402
-from posemoe_ros.models.weights import load_model  # noqa: E402
 from posemoe_ros.geometry.optical_axis import rotate_points_back, view_on_axis  # noqa: E402
 from posemoe_ros.geometry.root_translation import solve_root_translation  # noqa: E402
 from posemoe_ros.geometry.stature import bone_lengths, scale_to_stature, standing_height  # noqa: E402
+from posemoe_ros.models.weights import load_model  # noqa: E402
+from posemoe_ros.pipeline.lifter import default_weights_path  # noqa: E402
 
 HEIGHTS = (0.0, 1.60, 1.65, 1.70, 1.75, 1.80)
 

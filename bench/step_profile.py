@@ -31,9 +31,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from posemoe_ros.data.procedural import KINDS, generate_motion  # noqa: E402
-from posemoe_ros.pipeline.lifter import Lifter, LifterConfig  # noqa: E402
 from posemoe_ros.models.export import export_onnx  # noqa: E402
 from posemoe_ros.models.streaming import StreamingStep, cache_shape, empty_cache  # noqa: E402
+from posemoe_ros.pipeline.lifter import Lifter, LifterConfig  # noqa: E402
 
 FPS = 30
 K = np.array([[922.0, 0, 640], [0, 922.0, 360], [0, 0, 1]])

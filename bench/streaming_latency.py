@@ -41,10 +41,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from model_complexity import SDPA_CPU  # noqa: E402
 from model_latency import matmul_peak_gflops, time_forward  # noqa: E402
 
-from posemoe_ros.pipeline.lifter import torch_step, torch_window  # noqa: E402
 from posemoe_ros.models import build_model  # noqa: E402
 from posemoe_ros.models.export import OnnxLifter, OnnxStep, export_onnx  # noqa: E402
 from posemoe_ros.models.streaming import StreamingStep, empty_cache  # noqa: E402
+from posemoe_ros.pipeline.lifter import torch_step, torch_window  # noqa: E402
 
 
 def full_cache(model, P: int):

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posemoe_ros.geometry.camera import pixels_to_normalized
 from posemoe_ros.data.batch_synthesis import SequenceSampler, evaluation_sequences, synthesize
 from posemoe_ros.data.bone_length import BoneConfig
 from posemoe_ros.data.detector_noise import NoiseConfig
@@ -13,9 +12,10 @@ from posemoe_ros.data.mocap import Clip
 from posemoe_ros.data.procedural import KINDS, generate_motion
 from posemoe_ros.data.virtual_camera import CameraConfig
 from posemoe_ros.data.windows import LiftingWindows
+from posemoe_ros.geometry.camera import pixels_to_normalized
 from posemoe_ros.geometry.optical_axis import rotate_normalized, rotation_to_axis
-from posemoe_ros.skeleton import BONES, LEFT, RIGHT, flip_pose
 from posemoe_ros.geometry.stature import bone_lengths, standing_height
+from posemoe_ros.skeleton import BONES, LEFT, RIGHT, flip_pose
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLEAN = NoiseConfig(keypoint_offsets=False, jitter=(0.0, 0.0), outlier_prob=0.0, missing_prob=(0.0, 0.0),

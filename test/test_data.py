@@ -5,18 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from posemoe_ros.geometry.camera import intrinsics_matrix, normalized_to_pixels, pixels_to_normalized, project, world_to_camera
 from posemoe_ros.data.bone_length import BoneConfig, augment_bone_lengths
 from posemoe_ros.data.detector_noise import NoiseConfig, corrupt_keypoints, detector_keypoints
 from posemoe_ros.data.h36m import TEST_SUBJECTS, camera_intrinsics, load_h36m_2d, load_h36m_3d
 from posemoe_ros.data.mocap import Clip, load_clips
 from posemoe_ros.data.procedural import KINDS, generate_motion
 from posemoe_ros.data.splits import VAL_EXTRA_SUBJECTS, make_splits
-from posemoe_ros.skeleton import JOINT_NAMES
 from posemoe_ros.data.virtual_camera import CameraConfig, sample_camera
 from posemoe_ros.data.windows import LiftingWindows, clip_windows
-from posemoe_ros.skeleton import BONES, JOINT_INDEX as J
+from posemoe_ros.geometry.camera import intrinsics_matrix, normalized_to_pixels, pixels_to_normalized, project, world_to_camera
 from posemoe_ros.geometry.stature import bone_lengths, standing_height
+from posemoe_ros.skeleton import JOINT_NAMES
+from posemoe_ros.skeleton import BONES, JOINT_INDEX as J
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BANDAI, CMU, EXTRA = DATA / "bandai_h36m17.npz", DATA / "cmu_h36m17.npz", DATA / "extra_h36m17.npz"

@@ -16,8 +16,8 @@ from posemoe_ros.pipeline.layouts import to_h36m
 from posemoe_ros.ros.conversions import keypoints_from_msg
 from posemoe_ros.ros.tools.mcap_io import read_messages, topic_types
 from posemoe_ros.ros.tools.scenario_player import keypoints_msg
-from posemoe_ros.tools.scenario import Scenario, ScenarioConfig
 from posemoe_ros.skeleton import JOINT_INDEX
+from posemoe_ros.tools.scenario import Scenario, ScenarioConfig
 from std_msgs.msg import Header
 from test_lift_node import MPJPE_BOUND_M
 

@@ -19,11 +19,11 @@ from rclpy.parameter import Parameter
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO, next_domain_id, spin_until
-from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
-from posemoe_ros.pipeline.lifter import Lifter, default_weights_path
-from posemoe_ros.models.weights import model_metadata
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.geometry.stature import bone_lengths, standing_height
+from posemoe_ros.models.weights import model_metadata
+from posemoe_ros.pipeline.lifter import Lifter, default_weights_path
 from test_lift_node import FPS, K, Harness, camera_info, keypoint_msg
 
 NS = 1_000_000_000

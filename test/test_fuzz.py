@@ -22,12 +22,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from conftest import spin_until
-from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
-from posemoe_ros.pipeline.layouts import LAYOUTS
-from posemoe_ros.pipeline.lifter import Lifter, MAX_VIEW_TAN
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.metrics import mpjpe
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray
+from posemoe_ros.pipeline.layouts import LAYOUTS
+from posemoe_ros.pipeline.lifter import Lifter, MAX_VIEW_TAN
 from test_lift_node import FRAME, Harness
 
 SEED = 8

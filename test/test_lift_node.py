@@ -16,12 +16,12 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from conftest import spin_until
-from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
+from posemoe_ros.geometry.camera import project
+from posemoe_ros.geometry.stature import bone_lengths, standing_height
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3DArray
 from posemoe_ros.ros.lift_node import LiftNode
 from posemoe_ros.skeleton import JOINT_NAMES
-from posemoe_ros.geometry.stature import bone_lengths, standing_height
 
 FRAME = "camera_optical_frame"
 K = np.array([[600.0, 0, 319.5], [0, 600.0, 239.5], [0, 0, 1]])

@@ -14,13 +14,13 @@ from sensor_msgs.msg import CameraInfo
 from tf2_msgs.msg import TFMessage
 
 from conftest import REPO, spin_until
-from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3D, Skeleton3DArray
-from posemoe_ros.tools.offline import read_keypoints
 from posemoe_ros.ros.tools import lift_cli
 from posemoe_ros.ros.tools.mcap_io import DEFINITION_SEPARATOR, McapWriter, read_messages, topic_types
 from posemoe_ros.skeleton import JOINT_NAMES
+from posemoe_ros.tools.offline import read_keypoints
 from test_lift_node import FPS, K, Harness, _stamp, camera_info, keypoint_msg, synthetic_person
 
 

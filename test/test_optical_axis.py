@@ -2,11 +2,11 @@
 border is lifted as well as one in the centre (with the shipped weights)."""
 import numpy as np
 
-from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
-from posemoe_ros.pipeline.lifter import Lifter, LifterConfig
-from posemoe_ros.metrics import mpjpe
+from posemoe_ros.geometry.camera import project
 from posemoe_ros.geometry.optical_axis import rotate_normalized, rotate_points_back, rotation_to_axis
+from posemoe_ros.metrics import mpjpe
+from posemoe_ros.pipeline.lifter import Lifter, LifterConfig
 
 K_WIDE = np.array([[400.0, 0, 639.5], [0, 400.0, 359.5], [0, 0, 1]])  # 1280x720, 116 deg across
 

@@ -10,11 +10,11 @@ import pytest
 from rclpy.parameter import Parameter
 
 from posemoe_ros.geometry.camera import project
-from posemoe_ros.pipeline.lifter import Lifter, LifterConfig
 from posemoe_ros.models.export import OnnxStep, cached_onnx, onnx_cache_dir
 from posemoe_ros.models.streaming import empty_cache
-from posemoe_ros.ros.latest_inputs import LatestInputs
+from posemoe_ros.pipeline.lifter import Lifter, LifterConfig
 from posemoe_ros.pipeline.tracking import TrackManager
+from posemoe_ros.ros.latest_inputs import LatestInputs
 
 from test_lift_node import K, keypoint_msg, synthetic_person
 

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from posemoe_ros.geometry.camera import project
 from posemoe_ros.data.procedural import generate_motion
+from posemoe_ros.geometry.camera import project
+from posemoe_ros.geometry.stature import bone_lengths, scale_to_stature, standing_height
 from posemoe_ros.pipeline.lifter import Lifter, LifterConfig, ModelLoadError
 from posemoe_ros.skeleton import BONES
-from posemoe_ros.geometry.stature import bone_lengths, scale_to_stature, standing_height
 from test_lift_node import K, synthetic_person
 
 

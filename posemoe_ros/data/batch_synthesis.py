@@ -29,8 +29,8 @@ from scipy.signal import lfilter
 from posemoe_ros.data.bone_length import BoneConfig, sample_lengths
 from posemoe_ros.data.detector_noise import JOINT_JITTER, NoiseConfig
 from posemoe_ros.data.virtual_camera import CameraConfig
-from posemoe_ros.skeleton import FLIP_PERMUTATION, JOINT_INDEX as J, NUM_JOINTS, PARENTS
 from posemoe_ros.geometry.stature import LEGS, bone_lengths, standing_height
+from posemoe_ros.skeleton import FLIP_PERMUTATION, JOINT_INDEX as J, NUM_JOINTS, PARENTS
 
 _PARENT = [max(p, 0) for p in PARENTS]
 

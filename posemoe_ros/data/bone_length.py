@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posemoe_ros.skeleton import FLIP_PERMUTATION, NUM_JOINTS, PARENTS
 from posemoe_ros.geometry.stature import LEGS, bone_lengths, chain_length, standing_height_to_chain
+from posemoe_ros.skeleton import FLIP_PERMUTATION, NUM_JOINTS, PARENTS
 
 _HIPS = (1, 4)
 

@@ -9,8 +9,8 @@ only load files you made or trust (a pickle can run code). Our own data files ne
 """
 import numpy as np
 
-from posemoe_ros.geometry.camera import intrinsics_matrix
 from posemoe_ros.data.mocap import Clip
+from posemoe_ros.geometry.camera import intrinsics_matrix
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")

@@ -12,10 +12,10 @@ deterministic=True seeds each item by (seed, index): the same camera and noise e
 import numpy as np
 import torch
 
-from posemoe_ros.geometry.camera import pixels_to_normalized, project, world_to_camera
 from posemoe_ros.data.bone_length import BoneConfig, augment_bone_lengths
 from posemoe_ros.data.detector_noise import NoiseConfig, corrupt_keypoints, detector_keypoints
 from posemoe_ros.data.virtual_camera import CameraConfig, sample_camera
+from posemoe_ros.geometry.camera import pixels_to_normalized, project, world_to_camera
 from posemoe_ros.geometry.stature import bone_lengths, standing_height
 
 

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from posemoe_ros.geometry.camera import normalized_to_pixels, pixels_to_normalized
-from posemoe_ros.pipeline.layouts import to_h36m
-from posemoe_ros.models.export import OnnxLifter, OnnxStep, cached_onnx
-from posemoe_ros.models.streaming import StreamingStep, cache_shape, is_streaming
-from posemoe_ros.models.weights import load_model
 from posemoe_ros.geometry.optical_axis import rotate_points_back, view_on_axis
 from posemoe_ros.geometry.root_translation import robust_torso_depth, solve_root_translation
 from posemoe_ros.geometry.stature import body_height_error, scale_to_stature
+from posemoe_ros.models.export import OnnxLifter, OnnxStep, cached_onnx
+from posemoe_ros.models.streaming import StreamingStep, cache_shape, is_streaming
+from posemoe_ros.models.weights import load_model
+from posemoe_ros.pipeline.layouts import to_h36m
 from posemoe_ros.pipeline.tracking import TrackAssigner, TrackManager
 
 DEFAULT_WEIGHTS = "posemoe_s.safetensors"

@@ -13,8 +13,8 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from posemoe_ros.geometry.body_frames import body_frame, joint_offsets_in_body, rotation_to_quaternion
-from posemoe_ros.pipeline.layouts import LAYOUTS
 from posemoe_ros.msg import Skeleton3D, Skeleton3DArray
+from posemoe_ros.pipeline.layouts import LAYOUTS
 from posemoe_ros.skeleton import BONES, JOINT_NAMES
 
 
@@ -249,8 +249,8 @@ def image_error(msg, encodings=tuple(IMAGE_ENCODINGS), size: tuple[int, int] | N
 def depth_from_msg(msg, size: tuple[int, int] | None = None) -> np.ndarray:
     """Aligned depth image (16UC1 mm or 32FC1 m) -> (H, W) float32 metres, NaN where invalid.
     InputError('bad_depth_image') for an image that is malformed or, with `size`, not that size."""
-    from posemoe_ros.ros.fallbacks import image_to_numpy
     from posemoe_ros.geometry.root_translation import depth_to_metres
+    from posemoe_ros.ros.fallbacks import image_to_numpy
 
     error = image_error(msg, DEPTH_ENCODINGS, size)
     if error:

@@ -26,14 +26,14 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
 
-from posemoe_ros.pipeline.lifter import Lifter, LifterConfig, ModelLoadError
+from posemoe_ros.geometry.stature import MAX_STATURE, MIN_STATURE, body_height_error
 from posemoe_ros.msg import Skeleton2DArray, Skeleton3DArray
+from posemoe_ros.pipeline.lifter import Lifter, LifterConfig, ModelLoadError
 from posemoe_ros.ros import conversions, fallbacks, shutdown, yolo_input
 from posemoe_ros.ros.conversions import InputError
 from posemoe_ros.ros.diagnostics import INTERNAL_ERROR, NodeStats, diagnostic_array
 from posemoe_ros.ros.latest_inputs import LatestInputs
 from posemoe_ros.ros.overlay import draw_overlay
-from posemoe_ros.geometry.stature import MAX_STATURE, MIN_STATURE, body_height_error
 
 
 @dataclass(frozen=True)

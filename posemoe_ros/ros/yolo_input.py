@@ -15,8 +15,8 @@ from collections import Counter
 
 import numpy as np
 
-from posemoe_ros.pipeline.layouts import LAYOUTS
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray
+from posemoe_ros.pipeline.layouts import LAYOUTS
 from posemoe_ros.ros.conversions import InputError
 
 LAYOUT = "coco17"  # YOLO-pose's keypoints

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posemoe_ros.geometry.camera import intrinsics_matrix, project, world_to_camera
 from posemoe_ros.data.detector_noise import NoiseConfig, corrupt_keypoints, detector_keypoints
 from posemoe_ros.data.procedural import generate_motion
 from posemoe_ros.data.virtual_camera import look_rotation
+from posemoe_ros.geometry.camera import intrinsics_matrix, project, world_to_camera
 from posemoe_ros.pipeline.layouts import HEAD_RAISE
 from posemoe_ros.skeleton import JOINT_INDEX as J
 

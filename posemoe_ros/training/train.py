@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from posemoe_ros import metrics
-from posemoe_ros.models.streaming import is_streaming
 from posemoe_ros.geometry.optical_axis import rotate_points, view_on_axis
+from posemoe_ros.models.streaming import is_streaming
 from posemoe_ros.training.losses import LossWeights, lifting_loss
 
 

@@ -9,10 +9,10 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from posemoe_ros.pipeline.lifter import LiftedFrame
-from posemoe_ros.tools.offline import DEFAULT_FPS, DEFAULT_FRAME_ID, KeypointFrame, KeypointSequence, OfflineError
 from posemoe_ros.ros import conversions
 from posemoe_ros.ros.conversions import InputError
 from posemoe_ros.ros.tools.mcap_io import BagError, McapWriter, read_messages, topic_types
+from posemoe_ros.tools.offline import DEFAULT_FPS, DEFAULT_FRAME_ID, KeypointFrame, KeypointSequence, OfflineError
 
 KEYPOINTS_TYPE = "posemoe_ros/msg/Skeleton2DArray"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"

@@ -29,8 +29,8 @@ from std_msgs.msg import Header
 from posemoe_ros.msg import Keypoint2D, Skeleton2D, Skeleton2DArray, Skeleton3D, Skeleton3DArray
 from posemoe_ros.ros import shutdown
 from posemoe_ros.ros.conversions import stamp_msg
-from posemoe_ros.tools.scenario import Scenario, ScenarioConfig, ScenarioFrame
 from posemoe_ros.skeleton import JOINT_NAMES
+from posemoe_ros.tools.scenario import Scenario, ScenarioConfig, ScenarioFrame
 
 # name: (default, description, (min, max) or None)
 PARAMETERS = {
