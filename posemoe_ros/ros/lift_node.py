@@ -17,7 +17,6 @@ from functools import partial
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -507,16 +506,7 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("posemoe_lift").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        shutdown.spin(executor)
-    except ExternalShutdownException:
-        pass
-    finally:  # in order: the node (its lifting thread, then its entities), then the context
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    shutdown.spin_node(node)  # in order: the node (its lifting thread, then its entities), then the context
     return 0
 
 

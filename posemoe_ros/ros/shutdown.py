@@ -49,3 +49,21 @@ def spin(executor, until=lambda: False, period: float = 0.1) -> None:
     context = executor.context
     while not _requested.is_set() and context.ok() and not until():
         executor.spin_once(timeout_sec=period)
+
+
+def spin_node(node, until=lambda: False) -> None:
+    """Spin `node` alone until a signal, `until()` or the context's end, then tear down in order:
+    the executor, the node (its threads, then its entities), the context last."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        spin(executor, until)
+    except ExternalShutdownException:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        import rclpy
+        rclpy.try_shutdown()

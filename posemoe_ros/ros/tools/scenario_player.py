@@ -19,7 +19,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -151,6 +150,7 @@ class ScenarioPlayer(Node):
         if self._next >= self.scenario.num_frames:
             self.done = True
             self._timer.cancel()
+            self.get_logger().info(f"played {len(self.stamps)} frames of {self.scenario.config.duration:g} s")
             return
         if self._start_ns is None and self.pub_keypoints.get_subscription_count() >= self._wait_for:
             self._start_ns = now + self._lead_in_ns
@@ -189,18 +189,7 @@ def main(args=None) -> int:
     shutdown.defer()  # from here a signal ends the spin below, and the node is torn down in order
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ScenarioPlayer()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        shutdown.spin(executor, until=lambda: node.done)
-        if node.done:
-            node.get_logger().info(f"played {len(node.stamps)} frames of {node.scenario.config.duration:g} s")
-    except ExternalShutdownException:
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    shutdown.spin_node(node, until=lambda: node.done)
     return 0
 
 
